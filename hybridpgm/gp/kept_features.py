@@ -18,12 +18,14 @@ that changes nothing when it runs.  :func:`deterministic` decides that conservat
 
 :class:`KeptFeatures` holds the features with the state they were computed in (:func:`~hybridpgm.gp.prediction_cache
 .state_key` of the extractor: every parameter and buffer by weak reference, version counter, storage and layout,
-the modules' modes, autocast and the default dtype; and the training inputs by weak reference and version
-counter); they are used again only while that state is unchanged.  An optimizer step, ``load_state_dict``, an
-in-place edit, ``train()``/``eval()`` or :meth:`~hybridpgm.gp.DeepKernelGP.set_train_data` all change it.  Writes
-that move no version counter (through ``tensor.data``, a *fused* optimizer's step) are not seen: so the objective
-reuses features only within a step -- the ``"gp"`` player computes them, the ``"network"`` player after it reads
-them -- and its ``train_step_end`` (run by :func:`hybridpgm.fit` after every step) drops them.
+the modules' modes, autocast and the default dtype; and the training inputs by weak reference and
+:func:`~hybridpgm.tensor_tracking.value_key`, their storage held); they are used again only while that state is
+unchanged.  An optimizer step, ``load_state_dict``, an in-place edit, ``train()``/``eval()``,
+:meth:`~hybridpgm.gp.DeepKernelGP.set_train_data` or ``model.train_x.data = other`` all change it.  Writes that
+move no version counter nor data pointer (a *fused* optimizer's step, an in-place write through ``tensor.data``)
+are not seen: so the objective reuses features only within a step -- the ``"gp"`` player computes them, the
+``"network"`` player after it reads them -- and its ``train_step_end`` (run by :func:`hybridpgm.fit` after every
+step) drops them.
 
 :class:`KeptGradient` holds the ``"network"`` player's full-data loss and :math:`G` with what they were computed
 under, so that the micro-batches of one update share them and an update at other weights computes them anew: inside
@@ -41,6 +43,7 @@ import torch
 from torch import nn
 
 from hybridpgm.gp.prediction_cache import StateKey, _tensor_meta, settings_snapshot, state_key
+from hybridpgm.tensor_tracking import HeldStorages, held_storages, value_key
 from hybridpgm.train.update_scope import current_update
 
 __all__ = ["KeptFeatures", "KeptGradient", "deterministic", "weights_key"]
@@ -85,20 +88,27 @@ def deterministic(module: nn.Module, known: tuple[type, ...] = ()) -> bool:
 
 @dataclass(eq=False)
 class KeptFeatures:
-    """Features ``h`` of the inputs ``x`` by ``extractor``, with the state they were computed in."""
+    """Features ``h`` of the inputs ``x`` by ``extractor``, with the state they were computed in.
+
+    The inputs and the features are keyed on :func:`~hybridpgm.tensor_tracking.value_key` (version counter, data
+    pointer, shape, strides, dtype), the entry holding their storages
+    (:func:`~hybridpgm.tensor_tracking.held_storages`): ``model.train_x.data = other`` (or ``kept.features.data =
+    other``) moves no version counter but the data pointer, and the held storage keeps another tensor from being
+    allocated at the old address."""
 
     key: StateKey
     inputs: weakref.ref
-    versions: tuple[int, int]  # of the inputs and of the features (an in-place write to either is seen)
+    values: tuple[tuple, tuple]  # value_key of the inputs and of the features (in-place writes, ``.data =``)
     features: torch.Tensor
+    storages: HeldStorages  # of the inputs and the features, whose data pointers ``values`` holds
 
     @classmethod
     def of(cls, extractor: nn.Module, x: torch.Tensor, h: torch.Tensor) -> KeptFeatures:
-        return cls(state_key(extractor), weakref.ref(x), (x._version, h._version), h)
+        return cls(state_key(extractor), weakref.ref(x), (value_key(x), value_key(h)), h, held_storages((x, h)))
 
     def valid_for(self, extractor: nn.Module, x: torch.Tensor) -> bool:
         """Whether :attr:`features` are what ``extractor`` gives on ``x`` now: the same tensors in the same state."""
-        return (self.inputs() is x and (x._version, self.features._version) == self.versions
+        return (self.inputs() is x and (value_key(x), value_key(self.features)) == self.values
                 and self.key.same_tensors(state_key(extractor)))
 
 

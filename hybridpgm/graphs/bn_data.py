@@ -38,7 +38,7 @@ from hybridpgm.graphs.bn_values import (_bad_state, _continuous, _described, _ho
                                         _is_table, _length, _missing, _plain, _refuse_duplicates, bool_states,
                                         context_batch_features, missing_as_nan, outer_batch_dims,
                                         refuse_ambiguous_numbers, state_indices)
-from hybridpgm.train.deferred_checks import check_or_defer, read_checks_once
+from hybridpgm.train.deferred_checks import check_or_defer, checks_read_once, read_checks_once
 
 __all__ = ["BayesNetData"]
 # re-exported: the names this module held before the masks, checks and value helpers moved out
@@ -240,9 +240,12 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
 
         The mask is ``None`` when every entry of the column is observed and ``False`` when none is (the three cases
         give the model different Pyro sites); which case holds is read from the device once for all columns together,
-        not once per column (:meth:`_missing_pattern`; a traced function checks that later batches keep it).
+        not once per column (:meth:`_missing_pattern`; a traced function checks that later batches keep it), and so
+        are the discrete columns' states (:meth:`_fill_missing`'s checks: one read for all, the first bad column
+        named).
         """
-        split = {v: self._fill_missing(v, t) for v, t in cols.items()}
+        with checks_read_once():  # the discrete columns' states (_fill_missing): one read for all, none in fit's step
+            split = {v: self._fill_missing(v, t) for v, t in cols.items()}
         if not split:
             return {}
         flags = self._missing_pattern(split)  # one host read

@@ -26,6 +26,7 @@ from hybridpgm.errors import DataError
 from hybridpgm.graphs.bn_barren_rows import BarrenRows
 from hybridpgm.graphs.bn_examples import entries, one_row, rows_of_no_node, shared_values, single_example
 from hybridpgm.graphs.bn_plate import DataPlate, prior_weight
+from hybridpgm.graphs.cpd_gaussian import LinearGaussian, check_gaussian_parameters
 from hybridpgm.handler_scope import isolated_from_handlers
 from hybridpgm.module_registration import registers_once
 from hybridpgm.param_store_scope import own_param_store
@@ -120,7 +121,9 @@ class BayesNetModel:
             (:func:`~hybridpgm.infer.bn_dtypes.check_one_table_dtype`); a site that a :func:`pyro.poutine.block`
             between a caller's plate at dim ``-1`` and the call hides from that plate, or a plate that ``block_plate``
             took off Pyro's stack while it holds dim ``-1``, naming the plate
-            (:class:`~hybridpgm.graphs.bn_plate.DataPlate`).
+            (:class:`~hybridpgm.graphs.bn_plate.DataPlate`); under Pyro's validation, a linear Gaussian whose bias
+            or weight is not finite or whose scale is not positive, naming the node
+            (:func:`~hybridpgm.graphs.cpd_gaussian.check_gaussian_parameters`: one read for all of them).
         """
         prefix = site_prefix(prefix, "BayesNet.model")
         self.check()
@@ -147,6 +150,7 @@ class BayesNetModel:
         # in a caller's plate the caller's per-row sites may read any node (a decoder under the network), and one
         # row's values may be read by a caller's site outside any plate (they broadcast): none barren there
         latent = barren.site if plate.caller is None and n > 1 else _summed_as_is
+        check_gaussian_parameters(cpds.values())  # one read (none in fit's step); the Normals below check none
         with plate.open(n), barren.recorder:
             for v in self._order:
                 c = cpds[v]
@@ -156,7 +160,9 @@ class BayesNetModel:
                         raise DataError(f"continuous node '{v}' must be observed in every row of the data")
                     loc = c.select(c.mean_table({**ctx, **x}), x)
                     scale = c.select(c.scale, x, batched=False)
-                    x[v] = pyro.sample(prefix + v, dist.Normal(loc, scale), obs=obs)
+                    # an observed value was checked with the data (no NaN); a sampled or conditioned one by torch
+                    fn = LinearGaussian.normal(loc, scale, value_checked=obs is not None)
+                    x[v] = pyro.sample(prefix + v, fn, obs=obs)
                     continue
                 fn = dist.Categorical(logits=c.select(c.log_table({**ctx, **x}), x, event_dims=1))
                 if obs_mask is None:

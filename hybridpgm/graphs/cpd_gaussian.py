@@ -4,14 +4,25 @@
 
 where :math:`d` is the configuration of the discrete parents.  Import it from :mod:`hybridpgm.graphs.cpd`
 (``cpd.LinearGaussian``), the name under which it is documented and saved in model files.
+
+**Checked once.**  torch's :class:`~torch.distributions.Normal` checks its ``loc`` and ``scale`` when it is built
+and the value at ``log_prob`` under validation (Pyro's default), a host read each: three per continuous node per
+query or run of :meth:`BayesNet.model <hybridpgm.graphs.BayesNet.model>` (on CUDA a synchronisation each).  The
+network checks the same things once instead: :func:`check_gaussian_parameters` checks every linear Gaussian's
+``bias``, ``weight`` and ``scale`` in one flag (deferred inside :func:`hybridpgm.fit`'s step), the data and
+evidence checks refuse a missing (``NaN``) continuous value, and :meth:`LinearGaussian.normal` builds the
+distribution unvalidated -- only a value the network did not check itself (a sampled one, one a
+:func:`pyro.poutine.condition` gives) is checked by torch at ``log_prob``, as before.
 """
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
+import pyro.distributions as dist
 import torch
+from pyro.distributions import is_validation_enabled
 from torch import nn
 
 from hybridpgm.checks import torch_readable
@@ -19,8 +30,9 @@ from hybridpgm.errors import ModelSpecError
 from hybridpgm.graphs.cpd_base import CPD
 from hybridpgm.precision_scope import exact_precision
 from hybridpgm.serialization import serializable
+from hybridpgm.train.deferred_checks import check_or_defer
 
-__all__ = ["LinearGaussian"]
+__all__ = ["LinearGaussian", "check_gaussian_parameters"]
 
 
 @serializable
@@ -162,9 +174,75 @@ class LinearGaussian(CPD):
             mixed = torch.einsum("...k,nk->n...", weight, flat)
         return self.bias + mixed.reshape(*z.shape[:-1], *self.bias.shape)
 
-    def log_density(self, value: torch.Tensor, values=None) -> torch.Tensor:
+    def log_density(self, value: torch.Tensor, values=None, *, checked: bool = False) -> torch.Tensor:
         """``[*B, *discrete_parent_cards]`` :math:`\\log \\mathcal N(x_n; \\mu_{n,d}, \\sigma_d^2)` for values
-        ``[*B]`` (``[N]``: one per row)."""
+        ``[*B]`` (``[N]``: one per row).
+
+        :param bool checked: whether the caller checked the parameters (:func:`check_gaussian_parameters`) and
+            ``value`` (no ``NaN``), as an exact query does with the evidence's one read; ``False`` (the default):
+            under Pyro's validation they are checked here, the parameters by :func:`check_gaussian_parameters` and
+            the value by torch's support check.
+        :raises ModelSpecError: (unless ``checked``, under validation) parameters that are not finite, or a scale
+            that is not positive."""
+        if not checked:
+            check_gaussian_parameters((self,))
         mean = self.mean_table(values)
         value = value.to(self.bias).reshape(*value.shape, *([1] * self._n_disc))
-        return torch.distributions.Normal(mean, self.scale).log_prob(value)
+        return self.normal(mean, self.scale, value_checked=checked).log_prob(value)
+
+    @staticmethod
+    def normal(loc: torch.Tensor, scale: torch.Tensor, *, value_checked: bool) -> dist.Normal:
+        """:math:`\\mathcal N(\\mathrm{loc}, \\mathrm{scale}^2)` whose ``loc`` and ``scale`` are not checked again
+        (:func:`check_gaussian_parameters` checked the parameters they come from): no host read when built.
+
+        :param bool value_checked: whether the values it will score were checked (no ``NaN``, the support of a
+            Normal) by the caller; else, under validation, torch checks them at ``log_prob`` (its support check,
+            as an ordinary Pyro distribution does)."""
+        normal = dist.Normal(loc, scale, validate_args=False)
+        if not value_checked and is_validation_enabled():
+            # the value's support check at log_prob only (torch's own expand sets the flag after building so too)
+            normal._validate_args = True
+        return normal
+
+    def _parameters_fine(self) -> bool:
+        """Whether ``bias`` and ``weight`` are finite and ``scale`` positive and finite (reads: the error path)."""
+        scale = self.scale.detach()
+        return bool(torch.isfinite(self.bias).all() and torch.isfinite(self.weight).all()
+                    and (torch.isfinite(scale) & (scale > 0)).all())
+
+    def _parameters_error(self) -> ModelSpecError:
+        """The error of parameters :meth:`_parameters_fine` refuses, naming the node (reads them: the error path)."""
+        for what, t in (("bias", self.bias), ("weight", self.weight)):
+            if not bool(torch.isfinite(t).all()):
+                return self._err(f"LinearGaussian {what} has NaN or infinite entries (parents {list(self.parents)}; "
+                                 "diverged training, or a state dict that holds them)")
+        scale = self.scale.detach()
+        return self._err(f"LinearGaussian scale must be positive and finite, got {scale.flatten().tolist()} "
+                         f"(exp of log_scale; parents {list(self.parents)})")
+
+
+def check_gaussian_parameters(cpds: Iterable) -> None:
+    """Under Pyro's validation (:func:`pyro.enable_validation`, on by default): every
+    :class:`LinearGaussian` among ``cpds`` has a finite ``bias`` and ``weight`` and a positive, finite ``scale``
+    -- what torch's :class:`~torch.distributions.Normal` checked of its ``loc`` and ``scale``, one read per node
+    and per check -- in one flag: one host read outside :func:`hybridpgm.fit`'s step, none inside it
+    (:func:`~hybridpgm.train.deferred_checks.check_or_defer`).  Without validation nothing is checked, as torch
+    checked nothing.
+
+    :param cpds: the CPDs to check (other kinds are skipped).
+    :raises ModelSpecError: naming the first node whose parameters fail."""
+    if not is_validation_enabled():
+        return
+    gaussians = [c for c in cpds if isinstance(c, LinearGaussian)]
+    if not gaussians:
+        return
+    with torch.no_grad():  # ten operations for all the nodes together, not per node (on the CPU they cost the most)
+        rest = torch.cat([t.reshape(-1) for c in gaussians for t in (c.bias, c.weight)])
+        scales = torch.cat([c.log_scale.reshape(-1) for c in gaussians]).exp()  # each node's scale
+        ok = torch.isfinite(rest).all() & (torch.isfinite(scales) & (scales > 0)).all()
+
+    def error() -> ModelSpecError:
+        return next(c._parameters_error() for c in gaussians if not c._parameters_fine())
+
+    check_or_defer(ok, error, "a LinearGaussian's bias or weight is not finite, or its scale not positive",
+                   ModelSpecError, about_data=False)

@@ -33,6 +33,7 @@ import torch
 
 from hybridpgm.errors import EvidenceError
 from hybridpgm.graphs.cpd import Table
+from hybridpgm.graphs.cpd_gaussian import check_gaussian_parameters
 from hybridpgm.infer.bn_evidence import BATCH, Evidence, NetworkFacts
 from hybridpgm.infer.bn_spaces import PROBABILITY_FLOOR
 from hybridpgm.tensor_tracking import carries_tangent, held_storages, kept_by_a_cache, unversioned
@@ -243,6 +244,7 @@ def factors(facts: NetworkFacts, ev: Evidence, keep, space: str = "log") -> tupl
         its exact gradient at a zero entry).
     """
     prob = space == "prob"
+    check_gaussian_parameters(facts.cpds[v] for v in facts.nodes if v in keep)  # one read for every density
     narrow = not prob and ev.dtype not in PROBABILITY_FLOOR  # a half-precision network, contracted in log space
     tensors, dims_list, scales = [], [], []
     columns = {}  # half precision: node with hard evidence in some rows -> its table's column shift
@@ -255,7 +257,8 @@ def factors(facts: NetworkFacts, ev: Evidence, keep, space: str = "log") -> tupl
         if continuous:
             if v not in ev.values:
                 raise EvidenceError(f"continuous node '{v}' must be observed for exact inference")
-            t = cpd.log_density(ev.values[v], ev.values)  # exponentiated once conditioned and scaled
+            # exponentiated once conditioned and scaled; the evidence is checked (no NaN), the parameters above
+            t = cpd.log_density(ev.values[v], ev.values, checked=True)
         else:
             t = node_table(facts, v, ev.values, prob)
         if dims and dims[0] == BATCH and t.shape[0] != ev.n:

@@ -4,9 +4,10 @@ are still valid."""
 import torch
 from torch import nn
 
-from hybridpgm.gp import LSTMFeatures
+from hybridpgm.gp import GPLSTM, LSTMFeatures, SemiStochasticObjective
 from hybridpgm.gp.kept_features import KeptFeatures, KeptGradient, deterministic
 from hybridpgm.train.update_scope import one_update
+from tests.reused_blocks import Blocks
 
 
 def test_deterministic_extractors():
@@ -85,3 +86,46 @@ def test_a_kept_gradient_outside_fit_is_valid_until_the_weights_modes_or_data_ch
     kept = _kept_gradient(net, data)
     data[0].mul_(2.0)
     assert not kept.valid_for(net, data)
+
+
+def test_kept_features_are_not_valid_after_a_data_replacement():
+    """The audit: the inputs were keyed on their version counter only, which ``x.data = other`` does not move (nor
+    ``x.data = x.t()``: the same storage and address, other values); the features came back for the old inputs."""
+    net = nn.Linear(3, 3)
+    for replace in (lambda x: torch.randn(3, 3), lambda x: x.t(), lambda x: x[:1].expand(3, 3)):
+        x = torch.randn(3, 3)
+        with torch.no_grad():
+            kept = KeptFeatures.of(net, x, net(x))
+        x.data = replace(x.data)
+        assert not kept.valid_for(net, x)
+    kept = KeptFeatures.of(net, x, net(x).detach())
+    kept.features.data = torch.zeros(3, 3)  # the features replaced
+    assert not kept.valid_for(net, x)
+
+
+def test_kept_features_hold_the_storage_of_the_inputs():
+    """A replacement put at the address of the inputs' first data (as CUDA's caching allocator does) is not taken
+    for them: the entry holds that storage, so no allocation lands there while it lives."""
+    net, blocks = nn.Linear(3, 2), Blocks(64)
+    x = torch.empty(0)
+    x.data = blocks.tensor(torch.ones(5, 3))
+    with torch.no_grad():
+        kept = KeptFeatures.of(net, x, net(x))
+    x.data = blocks.tensor(torch.full((5, 3), 2.0))  # frees the first block, unless the entry holds it
+    x.data = blocks.tensor(torch.full((5, 3), 3.0))
+    assert not kept.valid_for(net, x)
+
+
+def test_the_network_player_after_train_x_data_is_replaced_sees_the_new_inputs():
+    """``model.train_x.data = other`` between the players of a step: the ``"network"`` player's loss is that of the
+    new inputs, as a fresh objective gives it (before: the ``"gp"`` player's features of the old inputs)."""
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(12, 4, 1, generator=g, dtype=torch.float64), torch.randn(12, generator=g, dtype=torch.float64)
+    torch.manual_seed(0)
+    model = GPLSTM(x, y, hidden_size=3, num_features=2).double()
+    objective = SemiStochasticObjective(model)
+    objective.loss("gp", objective.dataset())
+    model.train_x.data = torch.randn(12, 4, 1, generator=g, dtype=torch.float64)
+    got = objective.loss("network", objective.dataset())
+    want = SemiStochasticObjective(model).loss("network", objective.dataset())
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
