@@ -69,8 +69,9 @@ def plot_loss_curves(history: History, path: str | os.PathLike | None = None, ti
     labels = labels or {}
     fig = Figure(figsize=(6, 4))
     ax = fig.add_subplot()
-    for player, values in history.loss.items():
-        ax.plot(history.step[: len(values)], values, label=labels.get(player, _loss_label(player)))
+    for player, values in history.loss.items():  # a loss of one step is a point: a line of one point draws nothing
+        ax.plot(history.step[: len(values)], values, marker="o" if len(values) == 1 else None,
+                label=labels.get(player, _loss_label(player)))
     for name, points in history.metrics.items():
         if points:
             steps, values = zip(*points)

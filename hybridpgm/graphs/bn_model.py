@@ -317,6 +317,10 @@ class BayesNetModel:
         if incomplete:
             raise DataError(f"log_prob scores complete rows; columns {incomplete} have missing entries "
                             "(NaN or -1): log_evidence sums them out")
+        rows = int(next(iter(cols.values())).shape[0])
+        if rows == 0:  # no row to score (a Pyro plate cannot be empty): [0], as log_evidence and MarkovNet answer
+            self._rows(cols, self._inputs(inputs, rows), None)  # refuses context inputs of another row count
+            return torch.zeros(0, dtype=self.dtype, device=self.device)
         with self._scoring():  # a row of probability 0 scores -inf
             tr = poutine.trace(self.model).get_trace(cols, None, inputs)
         tr.compute_log_prob(site_filter=lambda name, site: name in self._cpd_map)

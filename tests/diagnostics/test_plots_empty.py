@@ -29,3 +29,13 @@ def test_marginals_of_no_positions_or_labels_are_refused(shape):
     with pytest.raises(DataError, match=rf"marginals must be T x L with at least one position and one label, got "
                                         rf"shape \({shape[0]}, {shape[1]}\)"):
         plot_sequence_marginals(torch.ones(shape))
+
+
+def test_a_loss_of_one_step_is_drawn_as_a_point():
+    """A history of one step (``fit(max_steps=1)``, ``hybridpgm train dkl --epochs 1``) drew each loss as a line of
+    one point with no marker: nothing visible (audit of degenerate sizes, session 37); longer runs stay lines."""
+    one = History(loss={"elbo": [1.5]}, step=[1])
+    (line,) = plot_loss_curves(one).axes[0].get_lines()
+    assert list(line.get_xdata()) == [1] and line.get_marker() == "o"
+    two = History(loss={"elbo": [1.5, 1.2]}, step=[1, 2])
+    assert plot_loss_curves(two).axes[0].get_lines()[0].get_marker() in (None, "None", "")
