@@ -20,7 +20,8 @@ With ``grid_size`` the base kernel is interpolated from a regular grid in featur
 The features are then scaled into the grid's bounds (:class:`gpytorch.utils.grid.ScaleToBounds`, as
 :class:`~hybridpgm.gp.grid_scaling.ScaleToGrid`, which also takes a batch of one example or of equal features: it
 goes to the grid's centre).  That scaling is part of the trained model: it is recorded from the training
-features when the model is built and by every training step (train mode), saved in the ``state_dict``, and kept
+features when the model is built and by every training step (train mode; a mini-batch step widens it to cover
+its batch, so the range kept is not the last batch's), saved in the ``state_dict``, and kept
 when the GP is conditioned on other data (:meth:`DeepKernelGP.set_train_data`, the refit of
 :func:`~hybridpgm.gp.validation.fit_validated`), so the kernel does not change with the conditioning set; features
 outside the recorded range are clamped to it.
@@ -64,6 +65,7 @@ from hybridpgm.errors import DataError, ModelSpecError
 from hybridpgm.gp.conditioning_data import ConditioningData
 from hybridpgm.gp.deep_kernel_call import PosteriorCall
 from hybridpgm.gp.deep_kernel_mll import MarginalLikelihood
+from hybridpgm.gp.empty_batch import empty_mvn
 from hybridpgm.gp.exact_likelihood import check_exact_likelihood
 from hybridpgm.gp.exact_mll import ExactMLLObjective, train_deep_kernel  # re-exported: their former home
 from hybridpgm.gp.extractor import extract_features
@@ -237,10 +239,15 @@ class DeepKernelGP(ConditioningData, MarginalLikelihood, PosteriorCall, gpytorch
 
     def gp_inputs(self, h: torch.Tensor) -> torch.Tensor:
         """Features as the GP sees them (scaled into the grid under KISS-GP).  In train mode (a training
-        step) the grid scaling records ``h``'s range; in eval mode it uses the recorded one.
+        step) the grid scaling records a range: ``h``'s own where ``h`` has at least as many rows as the training
+        data (a full-batch step), else (a mini-batch step) the union of the recorded range and ``h``'s, so the
+        range kept for prediction covers every batch, not the last one (which may be one example); in eval mode
+        it uses the recorded one.
 
         :param h: features ``B x F`` (from :meth:`features`).
         """
+        if isinstance(self.scale_to_bounds, ScaleToGrid) and h.shape[-2] < self.train_x.shape[0]:
+            return self.scale_to_bounds(h, widen=True)
         return self.scale_to_bounds(h)
 
     def prior(self, x: torch.Tensor) -> gpytorch.distributions.MultivariateNormal:
@@ -307,7 +314,8 @@ class DeepKernelGP(ConditioningData, MarginalLikelihood, PosteriorCall, gpytorch
         model is as :meth:`condition` leaves it (detached training features, no prediction strategy, no grid
         matrix), so a following ``model.gp(...)`` conditions anew and back-propagates through its own graph.
 
-        :param x: test inputs ``B x ...`` (see :meth:`features`).
+        :param x: test inputs ``B x ...`` (see :meth:`features`); ``B = 0`` gives an empty MVN (event shape ``[0]``,
+            the GP's dtype and device).
         :raises DataError: see :meth:`features`.
         :raises DeviceError: ``x`` is not on the model's device."""
         return self._posterior(x, fixed_probes=False)
@@ -316,6 +324,12 @@ class DeepKernelGP(ConditioningData, MarginalLikelihood, PosteriorCall, gpytorch
         """:meth:`posterior`; ``fixed_probes`` (part of a kept strategy's key): the probes of :meth:`predict`."""
         grad = torch.is_grad_enabled()
         with holding_global_state():
+            if isinstance(self.scale_to_bounds, ScaleToGrid) and isinstance(x, torch.Tensor) and x.dim() >= 1 \
+                    and x.shape[0] == 0:  # GPyTorch's grid interpolation cannot take an empty batch
+                with keeping_modes(self):
+                    self.eval()
+                    with self._gp_precision(self.features(x)) as (h, _):  # the checks of any x
+                        return empty_mvn(h)
             cache, self._prediction_cache = getattr(self, "_prediction_cache", None), None  # eval() drops it
             key = None if grad else state_key(self, ("fixed" if fixed_probes else "caller", self.train_x.device))
             kept = cache if grad else None  # a call with gradients neither uses nor replaces the kept strategy

@@ -45,6 +45,9 @@ class ExactMLLObjective:
     every step is a full-data step of the exact objective (the marginal
     likelihood does not depend on the order of the examples); smaller batches
     give the subset-likelihood SGD of Chen et al. [2], biased but consistent.
+    Under KISS-GP such a step maps its batch onto the grid with the recorded range widened to cover the batch
+    (:meth:`~hybridpgm.gp.DeepKernelGP.gp_inputs`), so the range kept for prediction covers every batch, not
+    the last one.
 
     The marginal likelihood couples every pair of examples of the batch through
     the kernel matrix, so it is not the mean of the likelihoods of parts of the

@@ -25,23 +25,29 @@ class ScaleToGrid(gpytorch.utils.grid.ScaleToBounds):
     names are GPyTorch's, so saved state loads either way.  Maps ``... x F`` to ``... x F``.
 
     The recorded :math:`(a, b)` is part of the trained model (a kernel on the features seen through it):
-    :class:`~hybridpgm.gp.DeepKernelGP` records it when built and in its training steps (train mode), and
-    keeps it when conditioned on other data.  In eval mode a feature outside :math:`[a, b]` is *clamped* to
-    it, as GPyTorch's grid interpolation requires (a fixed grid refuses inputs outside its bounds): the GP
-    sees it at the edge of the recorded range, so its prediction there is the one at the nearest edge.
+    :class:`~hybridpgm.gp.DeepKernelGP` records it when built and in its training steps (train mode: a step
+    on the whole training data records the batch's range, a mini-batch step widens the recorded range to
+    cover its batch, ``widen=True``), and keeps it when conditioned on other data.  In eval mode a feature
+    outside :math:`[a, b]` is *clamped* to it, as GPyTorch's grid interpolation requires (a fixed grid refuses
+    inputs outside its bounds): the GP sees it at the edge of the recorded range, so its prediction there is the
+    one at the nearest edge.
     """
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, widen: bool = False) -> torch.Tensor:
+        """Scale ``x`` (``... x F``) into the grid's box.
+
+        :param widen: in train mode, record (and map the batch with) the union of the recorded range and the
+            batch's, :math:`[\\min(a, a_B), \\max(b, b_B)]`, instead of the batch's own range: a mini-batch step of
+            :class:`~hybridpgm.gp.DeepKernelGP` (fewer rows than its training data), whose recorded range must
+            not become the last batch's.  Ignored in eval mode.
+        """
         if self.training and x.numel() == 0:  # no range to record (and nothing to scale)
             return x.clone()
         if self.training:
             min_val, max_val = x.min(), x.max()
-            degenerate = max_val == min_val
-            # half the bounds' width, or (at huge values) enough to stay distinct from the value
-            pad = torch.clamp(min_val.abs().detach() * (4 * torch.finfo(x.dtype).eps),
-                              min=0.5 * (self.upper_bound - self.lower_bound))
-            min_val = torch.where(degenerate, min_val - pad, min_val)
-            max_val = torch.where(degenerate, max_val + pad, max_val)
+            if widen:  # the gradient flows through the batch's minimum or maximum where it sets the range
+                min_val, max_val = torch.minimum(self.min_val, min_val), torch.maximum(self.max_val, max_val)
+            min_val, max_val = _padded(min_val, max_val, self.lower_bound, self.upper_bound)
             self.min_val.data = min_val
             self.max_val.data = max_val
         else:
@@ -50,6 +56,16 @@ class ScaleToGrid(gpytorch.utils.grid.ScaleToBounds):
             x = x.clamp(min_val, max_val)
         diff = max_val - min_val
         return (x - min_val) * (0.95 * (self.upper_bound - self.lower_bound) / diff) + 0.95 * self.lower_bound
+
+
+def _padded(low: torch.Tensor, high: torch.Tensor, lower_bound: float,
+            upper_bound: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """A range ``(low, high)`` as recorded: unchanged where ``high > low``; where ``high == low`` (one example, equal
+    features) widened by half the bounds' width each side, or at huge values by enough to stay distinct from the
+    value.  No host read (``torch.where``)."""
+    degenerate = high == low
+    pad = torch.clamp(low.abs().detach() * (4 * torch.finfo(low.dtype).eps), min=0.5 * (upper_bound - lower_bound))
+    return torch.where(degenerate, low - pad, low), torch.where(degenerate, high + pad, high)
 
 
 class RunningScaleToGrid(ScaleToGrid):
@@ -70,18 +86,16 @@ class RunningScaleToGrid(ScaleToGrid):
         super().__init__(lower_bound, upper_bound)
         self.register_buffer("recorded", torch.tensor(False))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, widen: bool = True) -> torch.Tensor:
+        """Scale ``x`` (``... x F``) into the grid's box; ``widen`` is ignored (the range is always the running
+        one)."""
         if self.training and x.numel() == 0:
             return x.clone()
         if self.training:  # no host read: the union is taken with torch.where
             recorded = self.recorded.clone()  # the flag is updated below, after autograd saved it
             low = torch.where(recorded, torch.minimum(self.min_val, x.min()), x.min())
             high = torch.where(recorded, torch.maximum(self.max_val, x.max()), x.max())
-            degenerate = high == low
-            pad = torch.clamp(low.abs().detach() * (4 * torch.finfo(x.dtype).eps),
-                              min=0.5 * (self.upper_bound - self.lower_bound))
-            low = torch.where(degenerate, low - pad, low)
-            high = torch.where(degenerate, high + pad, high)
+            low, high = _padded(low, high, self.lower_bound, self.upper_bound)
             self.min_val.data = low.detach()
             self.max_val.data = high.detach()
             self.recorded.fill_(True)

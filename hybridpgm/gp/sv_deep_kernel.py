@@ -59,6 +59,7 @@ from pyro.infer import ELBO, TraceMeanField_ELBO
 from hybridpgm.checks import as_integer, positive_int, sample_count
 from hybridpgm.data.validation import check_num_data
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
+from hybridpgm.gp.empty_batch import empty_mvn
 from hybridpgm.gp.extractor import extract_features
 from hybridpgm.gp.feature_gp import GPPrediction, check_grid_bounds, check_inputs_deferred, check_module, default_kernel
 from hybridpgm.gp.grid_scaling import RunningScaleToGrid
@@ -230,10 +231,13 @@ class SVDeepKernelGP(SVOptions, gpytorch.models.ApproximateGP):
 
     def __call__(self, x: torch.Tensor, prior: bool = False, **kwargs: Any):
         """``q(f)`` (or ``p(f)`` when ``prior``) at inputs ``x``: an MVN over ``B`` values (the GP in its own dtype
-        under autocast, see :meth:`_gp_precision`)."""
+        under autocast, see :meth:`_gp_precision`); ``B = 0`` gives an empty MVN (shape ``... x 0``)."""
         self._fresh()
         with self._gp_precision():
-            return self.variational_strategy(self.features(x), prior=prior, **kwargs)
+            h = self.features(x)
+            if h.shape[-2] == 0 and isinstance(self.scale_to_bounds, RunningScaleToGrid):  # GPyTorch's grid fails
+                return empty_mvn(h)
+            return self.variational_strategy(h, prior=prior, **kwargs)
 
     @contextlib.contextmanager
     def _gp_precision(self) -> Iterator[None]:
