@@ -19,10 +19,11 @@ import math
 
 import torch
 
-from hybridpgm.checks import as_integer, generator_or_none, positive_int, torch_readable
+from hybridpgm.checks import as_integer, generator_or_none, positive_int
 from hybridpgm.errors import DataError
 from hybridpgm.graphs.crf import LinearChainCRF
 from hybridpgm.keyword_alias import keyword_only_soon
+from hybridpgm.sequence_lengths import lengths_tensor
 from hybridpgm.tensor_arguments import require_tensor
 
 __all__ = ["hmm_posterior", "random_hmm", "sample_hmm"]
@@ -165,14 +166,8 @@ def hmm_posterior(hmm: tuple[torch.Tensor, ...], x: torch.Tensor,
     # int64 indices: torch reads a uint8 index as a boolean mask, refuses int8/int16 ones, and has no comparisons
     # for uint16/32/64 (a uint64 symbol >= 2**63 wraps negative here, and is refused as outside 0..V-1)
     x = x.to(torch.int64)
-    if lengths is None:  # every sequence full length, as LinearChainCRF takes it
-        lengths = torch.full(x.shape[:-1], x.shape[-1], dtype=torch.long, device=x.device)
-    lengths = torch_readable(lengths, "hmm_posterior lengths")  # a pandas Series: its values, whatever its index
-    try:
-        lengths = torch.as_tensor(lengths, device=x.device)
-    except (TypeError, ValueError, RuntimeError):
-        raise DataError(f"hmm_posterior: lengths must be integers in 1..{x.shape[-1]}, got {type(lengths).__name__}"
-                        f" of dtype {getattr(lengths, 'dtype', None)}: {lengths!r:.60}") from None
+    # None: every sequence full length, as LinearChainCRF takes it
+    lengths = lengths_tensor(lengths, x.shape[:-1], x.shape[-1], x.device, "hmm_posterior", DataError)
     try:
         inside = torch.arange(x.shape[-1], device=x.device) < lengths[..., None]  # positions t < lengths
         x, inside = torch.broadcast_tensors(x, inside)

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import torch
 
-from hybridpgm.checks import torch_readable
 from hybridpgm.errors import DeviceError, ModelSpecError
+from hybridpgm.sequence_lengths import lengths_tensor
 from hybridpgm.transform_scope import vmap_reads_refused
 
 __all__ = ["VMAP_VALIDATION", "checked_arguments"]
@@ -71,14 +71,7 @@ def checked_arguments(unary, transition, start, end, lengths, validate: bool):
         if t.device != unary.device:  # else torch's error from inside the recursions (or .item() on meta)
             raise DeviceError(f"LinearChainCRF: {name} is on device {t.device}, unary on device {unary.device}; "
                               f"put the potentials on one device (a CRFHead: head.to({str(unary.device)!r}))")
-    if lengths is None:
-        lengths = torch.full(unary.shape[:-2], T, dtype=torch.long, device=unary.device)
-    lengths = torch_readable(lengths, "LinearChainCRF lengths")  # a pandas Series: its values
-    try:
-        lengths = torch.as_tensor(lengths, device=unary.device)
-    except (TypeError, ValueError, RuntimeError):
-        raise ModelSpecError(f"LinearChainCRF: lengths must be integers in 1..{T}, got {type(lengths).__name__}"
-                             f" of dtype {getattr(lengths, 'dtype', None)}: {lengths!r:.60}") from None
+    lengths = lengths_tensor(lengths, unary.shape[:-2], T, unary.device, "LinearChainCRF", ModelSpecError)
     try:
         batch_shape = torch.broadcast_shapes(unary.shape[:-2], transition.shape[:-2], start.shape[:-1],
                                              end.shape[:-1], lengths.shape)
