@@ -107,7 +107,7 @@ def _factor_terms_in_place(scores: torch.Tensor,
     alive at once instead of six: the beliefs :math:`b_f` overwrite ``scores`` (a fresh tensor of
     :meth:`~hybridpgm.infer.bp_engine.FlatGraph.factor_scores`), the entropy's products overwrite
     :math:`\\log b_f`, freed before the centred table is formed, whose products then overwrite it (a
-    half-precision table, which :func:`~hybridpgm.graphs.mrf_centring.centred` leaves as it is, is copied)."""
+    table of a dtype :func:`~hybridpgm.graphs.mrf_centring.centred` leaves as it is, is copied)."""
     allowed = torch.isfinite(scores)
     log_bf = torch.log_softmax(scores, dim=-1)
     bf = torch.exp(log_bf, out=scores)
@@ -115,7 +115,7 @@ def _factor_terms_in_place(scores: torch.Tensor,
     ent_f = -log_bf.masked_fill_(~allowed, 0.0).mul_(bf).sum(-1)  # entropy_term: p * log p, 0 log 0 = 0
     del log_bf
     centred_table, m = centred(table, 1, allowed)  # E_bf[table] = E_bf[table - m] + m: m added with the offset
-    # a half-precision table comes back as it is (not centred): the caller's, filled out of place
+    # a table of a dtype not centred comes back as it is: the caller's, filled out of place
     fill = centred_table.masked_fill if centred_table is table else centred_table.masked_fill_
     energy = fill(no_energy, 0.0).mul_(bf).sum(-1)
     return energy, ent_f, m

@@ -16,10 +16,12 @@ def test_the_maximum_is_over_finite_entries_and_zero_where_none_is():
     assert torch.equal(c[1], t[1]) and c[0, 0, 0] == 0 and c[0, 1, 0] == -3.5 and c[0, 0, 1] == float("inf")
 
 
-def test_a_half_precision_table_is_left_as_it_is():
-    t = torch.tensor([[300.0, 1.0]], dtype=torch.bfloat16)
+def test_a_half_precision_table_straddling_zero_keeps_its_entries():
+    """Guard (passes before and after): half-precision tables are centred only where their entries share a sign
+    (tests/graphs/test_mrf_centring_half.py); one whose entries straddle 0 keeps them, bit for bit, and m is 0."""
+    t = torch.tensor([[300.0, -1.0]], dtype=torch.bfloat16)
     c, m = centred(t, 1)
-    assert c is t and torch.equal(m, torch.zeros(1, dtype=torch.bfloat16))
+    assert c.dtype == t.dtype and torch.equal(c, t) and torch.equal(m, torch.zeros(1, dtype=torch.bfloat16))
 
 
 def test_the_centred_graph_moves_log_z_by_the_offsets_over_the_states_not_the_padding():

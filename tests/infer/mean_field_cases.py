@@ -5,6 +5,7 @@ import dataclasses
 import torch
 
 from hybridpgm.graphs.factor_graph import FactorGraph
+from hybridpgm.graphs.mrf_centring import centred_graph
 from hybridpgm.infer import MeanField
 from hybridpgm.infer.mean_field import MeanFieldResult, _check_init
 from hybridpgm.infer.rounding_floor import rounding_floor
@@ -13,7 +14,10 @@ from hybridpgm.infer.rounding_floor import rounding_floor
 def reference_mean_field(mf: MeanField, fg: FactorGraph, init: torch.Tensor | None = None) -> MeanFieldResult:
     """Mean field as it was before the per-colour plans: every colour step computes the field of every variable
     from every factor (:meth:`MeanField._field`) and keeps the colour's rows; the same stopping rule (the change of
-    every ``check_every``-th sweep and of the last one tested)."""
+    every ``check_every``-th sweep and of the last one tested), on the tables less their maxima as
+    :class:`~hybridpgm.infer.MeanField` runs them (:func:`~hybridpgm.graphs.mrf_centring.centred_graph`; the
+    bound, :meth:`MeanField.elbo`, centres them and adds the maxima back itself)."""
+    bound_fg, fg = fg, centred_graph(fg)[0]
     theta = fg.masked_unary()
     q = torch.softmax(theta, dim=-1) if init is None else _check_init(init, fg)
     colors = fg.colors if fg.colors is not None else torch.zeros(fg.num_vars, dtype=torch.long)
@@ -32,7 +36,7 @@ def reference_mean_field(mf: MeanField, fg: FactorGraph, init: torch.Tensor | No
         if delta < max(mf.tol, rounding_floor(q.dtype)):
             converged = True
             break
-    return MeanFieldResult(MeanField.elbo(fg, q), q, converged, it)
+    return MeanFieldResult(MeanField.elbo(bound_fg, q), q, converged, it)
 
 
 def with_dtype(fg: FactorGraph, dtype: torch.dtype) -> FactorGraph:

@@ -23,8 +23,13 @@ _MOVES = {"index", "index_select", "split", "split_with_sizes", "slice", "select
           "alias", "detach", "as_strided", "_to_copy"}
 
 
+#: ops whose output is a table less a constant (:func:`~hybridpgm.graphs.mrf_centring.centred`, once per call):
+#: the table the sweeps read, tracked as a copy is
+_SHIFTS = {"sub"}
+
+
 class _TableReads(TorchDispatchMode):
-    """Sums the elements of the factor tables (or of moved copies of them) that enter arithmetic ops.
+    """Sums the elements of the factor tables (or of moved or shifted copies of them) that enter arithmetic ops.
 
     Copies are tracked by storage and kept alive, so that no later tensor reuses their memory."""
 
@@ -40,7 +45,8 @@ class _TableReads(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
         tracked = [a for a in args if self._tracked(a)]
-        if tracked and func.overloadpacket.__name__ in _MOVES:
+        name = func.overloadpacket.__name__
+        if tracked and (name in _MOVES or name in _SHIFTS and self._tracked(args[0])):
             for o in out if isinstance(out, (tuple, list)) else (out,):
                 self.ptrs.add(o.untyped_storage().data_ptr())
                 self.kept.append(o)

@@ -57,10 +57,12 @@ def test_the_binary_paths_stop_at_the_floor_alike():
 
 def test_mean_field_stops_at_the_floor():
     """float32 mean field on a loopy grid: changes of q below 16 eps are rounding (before, tol=1e-10 ran until
-    a sweep happened to change nothing, 15 sweeps here)."""
+    a sweep happened to change nothing, 15 sweeps here, so 14 sweeps never converged).  The change of sweep 13 is
+    within 0.5% of the floor (1.79e-6 on the tables as given, 1.91e-6 on the centred tables mean field sweeps since
+    docs/deprecations.md's row), so the run stops at sweep 13 or 14: converged within 14 is the test."""
     J, h = _grid(0)
     res = MeanField(num_iters=14, tol=1e-10, check_every=1)(ising_grid(8, 8, J / 2, field=h).factor_graph())
-    assert res.converged and res.num_iters < 14
+    assert res.converged and res.num_iters <= 14
 
 
 @pytest.mark.parametrize("kind", ["bp_binary", "bp_general", "mean_field"])
