@@ -203,9 +203,11 @@ class MarkovNetDistribution(TorchDistribution):
 
         # the score and log Z of the compiled graph's potentials, each table less its maximum: their difference
         # never forms at the size of the tables' constants (float32 tables near 65536 lost 2e-2 to 5e-2 nats before)
-        fg, _, log_z = self._centred
+        fg, offset, log_z = self._centred
         score = factor_graph_score(fg, x)
-        _check_possible(self._fg, log_z, "MarkovNetDistribution.log_prob")
+        # log Z_e = log Z̃_e + M: the maxima M summing past the range (finfo.min penalties every allowed assignment
+        # pays twice) is probability zero too, which the centred log Z̃_e no longer shows
+        _check_possible(self._fg, log_z + offset, "MarkovNetDistribution.log_prob")
         log_z = self._wide(self._fg.unflatten(log_z))
         # a value that scores -inf (finite penalties summing past the dtype's range) has probability zero: -inf,
         # not -inf - log Z (NaN where log Z is -inf too, inside fit's step before its deferred check raises); the

@@ -146,11 +146,22 @@ class MarkovNetInference(nn.Module):
             :meth:`~hybridpgm.graphs.MarkovNet.factor_graph`); keyword-only.
         :param context: the neural potentials' input (see :meth:`~hybridpgm.graphs.MarkovNet.tables`); keyword-only.
 
-        It raises what :meth:`log_partition` raises.
+        It raises what :meth:`log_partition` raises, and :class:`~hybridpgm.errors.EvidenceError` naming the
+        models whose evidence has probability zero (:math:`\\log Z_e = -\\infty`), by every method: ``"exact"``
+        from its :math:`\\log Z`, ``"bp"`` from its Bethe estimate (exact on trees) and
+        :func:`~hybridpgm.infer.mrf_possible_bound.impossible_rows`, ``"mean_field"`` from the latter before its
+        sweeps (one host read for the batch, deferred inside :func:`~hybridpgm.fit`'s step).
         """
+        from hybridpgm.infer.mrf_possible_bound import check_possible
+
         with self._query(), vmap_rows_read(method == "mean_field"):
             fg = self.factor_graph(evidence, context)
-            marg = fg.unflatten(self._run(method, fg, **kwargs)[1])
+            if method == "mean_field" and fg.batch_size:  # before its sweeps, whose NaN check would come first
+                check_possible(fg, "MarkovNet.marginals")
+            log_z, marg = self._run(method, fg, **kwargs)
+            if method == "bp" and fg.batch_size:  # BP's -inf Bethe log Z too (max-product has none)
+                check_possible(fg, "MarkovNet.marginals", None if kwargs.get("max_product") else log_z)
+            marg = fg.unflatten(marg)
         return {v: marg[..., i, : c] for i, (v, c) in enumerate(self.cards.items())}
 
     @vmap_refused

@@ -43,10 +43,14 @@ def map_of(fg: FactorGraph, method: str, kwargs: dict, names: Sequence[str]) -> 
     :returns: for a graph of 0 rows (evidence or tables of 0 rows), empty ``batch_shape`` columns, after the
         options are checked, running nothing.
     :raises ModelSpecError: an option the chosen method does not take.
+    :raises EvidenceError: a model whose evidence has probability zero (every assignment it allows scores
+        :math:`-\\infty`), naming it, by either method: the exact best score, or for BP
+        :func:`~hybridpgm.infer.mrf_possible_bound.impossible_rows` (one host read for the batch).
     :warns EstimateWarning: BP's messages did not converge (with ``tol > 0``).
     """
     from hybridpgm.infer.belief_propagation import BeliefPropagation
     from hybridpgm.infer.mrf_exact import exact_is_cheap, exact_map
+    from hybridpgm.infer.mrf_possible_bound import check_possible
 
     if method == "auto":
         method = "bp" if kwargs or not exact_is_cheap(fg) else "exact"
@@ -64,6 +68,7 @@ def map_of(fg: FactorGraph, method: str, kwargs: dict, names: Sequence[str]) -> 
         x = exact_map(fg)[0]
     else:
         result = algorithm(fg)
+        check_possible(fg, "MarkovNet.map_assignment")  # as exact_map refuses it (an argmax of -inf max-marginals)
         warn_map_unconverged(algorithm, result)
         tied, x = tied_rows(result.marginals), result.assignment
         if bool(tied.any()):  # those rows decoded a layer at a time; the others keep their argmaxes

@@ -51,6 +51,7 @@ from hybridpgm.errors import ModelSpecError
 from hybridpgm.graphs.factor_graph import FactorGraph, FactorGroup
 from hybridpgm.graphs.mrf_centring import centred_graph
 from hybridpgm.infer.mrf_exact import _log_partition, _rows_per_call, _structure
+from hybridpgm.infer.mrf_possible import _check_possible
 from hybridpgm.infer.mrf_rows import by_rows, needs_graph
 from hybridpgm.precision_scope import exact_dtype, exact_precision
 from hybridpgm.train.deferred_checks import check_or_defer
@@ -92,7 +93,8 @@ def _mean_score(fg: FactorGraph, create_graph: bool, query: str | None) -> tuple
     """``(log Z [B], E_p[s] [B])`` of a batch that fits, from one contraction of the tempered models and its
     gradient in :math:`\\beta`, both of the centred tables (the module docstring's **Precision**); differentiable in
     the potentials where ``create_graph``."""
-    fg, _ = centred_graph(fg)
+    fg, offset = centred_graph(fg)
+    _check_possible(fg, offset, query)  # log Z = log Z̃ + M: maxima summing past the range, -inf, are probability 0
     beta = torch.ones(fg.batch_size, dtype=fg.unary.dtype, device=fg.unary.device, requires_grad=True)
 
     def scaled(t: torch.Tensor) -> torch.Tensor:

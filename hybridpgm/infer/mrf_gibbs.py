@@ -20,6 +20,9 @@ colours (a fully connected pairwise net needs :math:`V` of them).  Each colour s
 :mod:`hybridpgm.graphs.gumbel_noise`: finite in every dtype, so a state of probability 0 is never drawn),
 :math:`O(N B V C)` draws per sweep.  For a given ``generator`` (or global seed) the chains are reproducible
 within a version of hybridpgm, not across versions: the order of the random draws is not part of the interface.
+A variable with no state of finite score given its neighbours (a chain in a state of probability zero: hard
+constraints) is drawn from its unary, within the evidence; evidence of probability zero raises
+:class:`~hybridpgm.errors.EvidenceError` (:meth:`ChromaticGibbs.__call__`), and no state returned has probability zero.
 
 **References**
 
@@ -29,16 +32,22 @@ From Colored Fields to Thin Junction Trees*, 2011.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from hybridpgm.checks import as_integer, check_device, generator_or_none, sample_count
-from hybridpgm.errors import ConfigError, DataError
+from hybridpgm.errors import ConfigError, DataError, EvidenceError
 from hybridpgm.graphs.factor_graph import FactorGraph
 from hybridpgm.graphs.flat_index_add import flat_index, index_add_rows
 from hybridpgm.graphs.gumbel_noise import log_exponential_
 from hybridpgm.infer.mrf_colour_blocks import block_logits, colour_blocks
+from hybridpgm.infer.mrf_possible_bound import check_possible
+from hybridpgm.infer.vmap_rows import all_rows
 from hybridpgm.keyword_alias import keyword_only_soon
 from hybridpgm.options import Option
+from hybridpgm.train.deferred_checks import check_or_defer
+from hybridpgm.transform_scope import under_vmap
 
 __all__ = ["ChromaticGibbs"]
 
@@ -123,6 +132,12 @@ class ChromaticGibbs:
         :raises DataError: an ``init`` that is not an integer tensor, has another shape, or holds a state
             outside its variable's ``0 .. cardinality - 1`` (the message names the variable and the state).
         :raises DeviceError: an ``init`` on another device than ``fg``.
+        :raises EvidenceError: a model whose evidence has probability zero, naming it: before the sweeps where one
+            variable shows it (:func:`~hybridpgm.infer.mrf_possible_bound.impossible_rows`), else after them where
+            a kept sweep (the last, or each one the trace keeps) met a variable with no state of finite score given
+            its neighbours (one on-device flag per colour, read once: a chain in a state of probability zero, whose
+            argmax over ``-inf`` logits would have drawn state 0 whatever the evidence).  Each check is one host
+            read, deferred inside :func:`~hybridpgm.fit`'s step.
         """
         num_chains = sample_count(num_chains, "ChromaticGibbs num_chains")
         generator = generator_or_none(generator, "ChromaticGibbs generator")
@@ -132,14 +147,63 @@ class ChromaticGibbs:
                 x = self._draw(theta.expand(num_chains, -1, -1, -1), generator)
             else:
                 x = _check_init(init, fg, num_chains)
+            check_possible(fg, "ChromaticGibbs")  # evidence of probability zero, before any sweep
             blocks = colour_blocks(fg)
-            trace = []
+            thetas = [theta[:, block.variables] for block in blocks]  # [B, V_c, C]: what a dead row draws from
+            trace, dead = [], [None] * len(blocks)  # dead: [B, V_c] per colour, a kept sweep's step had no state
             for sweep in range(self.num_sweeps):
-                for block in blocks:  # the colour's uniforms [N, B, V_c, C] only
-                    x[:, :, block.variables] = self._draw(block_logits(fg, theta, block, x), generator)
-                if return_trace and sweep >= self.burn_in and (sweep - self.burn_in) % self.thin == 0:
+                kept = (sweep >= self.burn_in and (sweep - self.burn_in) % self.thin == 0 if return_trace
+                        else sweep == self.num_sweeps - 1)
+                for i, block in enumerate(blocks):  # the colour's uniforms [N, B, V_c, C] only
+                    logits = block_logits(fg, theta, block, x)
+                    # no NaN or +inf there: a maximum of -inf is a variable with no finite state given its
+                    # neighbours (a chain in a state of probability zero): it draws from its unary, so within the
+                    # evidence (the argmax of -inf logits was state 0), and the chain may leave such states
+                    none = logits.amax(-1, keepdim=True) == -math.inf  # [N, B, V_c, 1]
+                    logits = torch.where(none, thetas[i], logits)
+                    if kept:
+                        none = none[..., 0].any(0)
+                        dead[i] = none if dead[i] is None else dead[i] | none
+                    x[:, :, block.variables] = self._draw(logits, generator)
+                if return_trace and kept:
                     trace.append(x.clone())
+            _check_kept(fg, blocks, dead)
         return torch.stack(trace) if return_trace else x
+
+
+def _check_kept(fg: FactorGraph, blocks: list, dead: list) -> None:
+    """Raise :class:`~hybridpgm.errors.EvidenceError` where a kept sweep's step found a variable with no state of
+    finite score given its neighbours (``dead``: ``[B, V_c]`` per colour, ``None`` for a colour of no step).
+
+    A sweep with no such step ends in a state of finite score (each factor is finite at the step of the last of its
+    variables to be drawn, whose logits hold it), so every state returned is then one of positive probability that
+    respects the evidence; a row of ``-inf`` logits, though, was drawn as state 0 by the argmax, whatever the
+    evidence says.  One host read for the call (deferred inside :func:`~hybridpgm.fit`'s step; under
+    :func:`torch.func.vmap`, every row of it at once)."""
+    flags = [(b.variables, d) for b, d in zip(blocks, dead) if d is not None and b.variables.numel()]
+    if not flags or not fg.batch_size:
+        return
+    bad = torch.cat([d for _, d in flags], -1)  # [B, V'] in the blocks' order of variables
+
+    def error(rows: torch.Tensor, where: str = "") -> EvidenceError:
+        order = torch.cat([v for v, _ in flags]).tolist()
+        b, j = (int(i) for i in rows.nonzero()[0])
+        return EvidenceError(
+            f"ChromaticGibbs: the chains of model {b}{where} end in a state of probability zero: at a kept sweep, "
+            f"variable {fg.names[order[j]]!r} had no state of finite score given its neighbours' states (every "
+            f"state scores -inf).  The evidence has probability zero through a chain of factors, or hard constraints "
+            f"(-inf or finfo.min penalties) keep the chains in states of probability zero from their start (init); "
+            f"exact sampling (method='exact') or MarkovNet.log_partition('exact') tells which")
+
+    if under_vmap():
+        rows = all_rows(bad)  # [R, B, V'] (R = 1 where the flags are batched at no vmap level)
+        with torch._C._DisableFuncTorch():
+            if bool(rows.any()):
+                r = int(rows.flatten(1).any(1).nonzero()[0])
+                raise error(rows[r], f" in row {r} of the vmap" if rows.shape[0] > 1 else "")
+        return
+    check_or_defer(~bad.any(), lambda: error(bad), "ChromaticGibbs: the chains end in a state of probability zero "
+                   "(a variable with no state of finite score)", EvidenceError)
 
 
 def _checked(gibbs: "ChromaticGibbs", index: int, value):

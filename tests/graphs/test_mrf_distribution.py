@@ -236,8 +236,10 @@ def test_log_prob_of_a_value_of_probability_zero_is_minus_inf_as_brute_force(dty
 def test_log_prob_under_evidence_of_probability_zero_raises_naming_it(dtype):
     """Evidence every allowed state of which scores -inf makes log Z = -inf: EvidenceError naming the evidence (was
     NaN).  Given a = 0, b = 0 pays ``finfo.min`` in two tables and b = 1 in two others, so both sums are -inf and no
-    table's maximum over the allowed states is ``finfo.min`` (centring cannot take it out; where one state alone is
-    allowed, each table's entry there is its maximum, and that state's probability is 1, as in exact arithmetic)."""
+    table's maximum over the allowed states is ``finfo.min``.  Where one state alone is allowed and scores -inf
+    (``_hard_pair`` given a = 0, b = 1), each table's entry there is its maximum, which the centring takes out: the
+    check is of log Z_e = log Z̃_e + M, -inf as exact log_partition, marginals, sample and mode say (an audit: it
+    answered 0, probability 1, of the centred log Z̃_e)."""
     neg = torch.finfo(dtype).min
     at_b0, at_b1 = (torch.tensor(t, dtype=dtype) for t in ([[neg, 0.0], [0.0, 0.0]], [[0.0, neg], [0.0, 0.0]]))
     mrf = MarkovNet({"a": 2, "b": 2})
@@ -247,7 +249,9 @@ def test_log_prob_under_evidence_of_probability_zero_raises_naming_it(dtype):
     with pytest.raises(EvidenceError, match=r"MarkovNetDistribution.log_prob: .*probability zero.*a=0"):
         d.log_prob(torch.tensor([0, 1]))
     only = _hard_pair(dtype).distribution({"a": torch.tensor(0), "b": torch.tensor(1)})
-    assert only.log_prob(torch.tensor([0, 1])).item() == 0.0
+    assert only.log_partition.item() == -math.inf
+    with pytest.raises(EvidenceError, match=r"MarkovNetDistribution.log_prob: .*probability zero.*a=0, b=1"):
+        only.log_prob(torch.tensor([0, 1]))
 
 
 def test_log_prob_gradients_stay_finite_at_values_of_probability_zero():

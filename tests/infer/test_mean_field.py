@@ -171,10 +171,11 @@ def test_an_init_with_mass_only_on_states_a_variable_cannot_take_is_refused():
 
 def test_mean_field_names_a_variable_left_with_no_finite_field():
     """The audit's impossible evidence (finfo.min penalties summing to -inf on both states of b): q was NaN and
-    the bound NaN; now a named error."""
+    the bound NaN; now a named error from the engine (``MarkovNet.marginals`` refuses that evidence before the
+    sweeps, with the exact queries' EvidenceError: tests/graphs/test_mrf_impossible_evidence.py)."""
     from hybridpgm.errors import ModelSpecError
     from tests.infer.test_mrf_exact import _impossible_triangle
 
     mrf, ev = _impossible_triangle()
     with pytest.raises(ModelSpecError, match=r"variable 'b' \(model 0\)"):
-        mrf.marginals("mean_field", evidence=ev)
+        MeanField()(mrf.factor_graph(ev))
