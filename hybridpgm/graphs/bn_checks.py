@@ -207,8 +207,9 @@ class BayesNetChecks:
         enumerated.pending[site] = check
 
     @staticmethod
-    def _missing_pattern(split: dict) -> list:
-        """Per column ``[any entry missing, every entry missing]`` (bools), read from the device once for all columns.
+    def _missing_pattern(split: dict, passed: torch.Tensor | None = None) -> tuple[list, bool]:
+        """Per column ``[any entry missing, every entry missing]`` (bools), read from the device once for all columns,
+        and ``passed`` (a 0-d bool flag: the columns' own checks, read in the same read; ``True`` when ``None``).
 
         Inside :func:`torch.jit.trace` that read is frozen into the compiled function, which keeps the sites of the
         traced batch (:meth:`~hybridpgm.graphs.bn_data.BayesNetData._observed_columns`) and would score a later
@@ -218,10 +219,16 @@ class BayesNetChecks:
         missing takes any pattern.
 
         :param split: node -> ``(filled values, missing mask)``, :meth:`_fill_missing` of each column.
+        :returns: ``(flags, passed)``.
         """
-        flags = torch.stack([torch.stack([m.any(), m.all()]) for _, m in split.values()]).tolist()
+        stacked = torch.stack([torch.stack([m.any(), m.all()]) for _, m in split.values()]).reshape(-1)
+        if passed is not None:  # one read for both
+            stacked = torch.cat([stacked, passed.reshape(1).to(stacked.device)])
+        read = stacked.tolist()
+        passed = bool(read.pop()) if passed is not None else True
+        flags = [read[i:i + 2] for i in range(0, len(read), 2)]
         if not torch.jit.is_tracing():
-            return flags
+            return flags, passed
         for (v, (_, m)), (some, every) in zip(split.items(), flags):
             if some and not every:
                 continue
@@ -231,7 +238,7 @@ class BayesNetChecks:
             what = (f"BayesNet.model was traced (torch.jit.trace) on data whose column '{v}' was {state}, and this "
                     f"batch's is not: the compiled function keeps the traced batch's sites and would {effect}")
             check_or_defer(keep, lambda: ObjectiveError(what), what, ObjectiveError, note=_PATTERN_NOTE)
-        return flags
+        return flags, passed
 
     def explain_nonfinite_loss(self, data=None, mask=None, inputs=None, **model_kwargs) -> str | None:
         """The rows of ``data`` whose likelihood under the network is 0 (or NaN), with their observed values:

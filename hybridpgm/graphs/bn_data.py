@@ -240,15 +240,24 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
 
         The mask is ``None`` when every entry of the column is observed and ``False`` when none is (the three cases
         give the model different Pyro sites); which case holds is read from the device once for all columns together,
-        not once per column (:meth:`_missing_pattern`; a traced function checks that later batches keep it), and so
-        are the discrete columns' states (:meth:`_fill_missing`'s checks: one read for all, the first bad column
-        named).
+        not once per column (:meth:`_missing_pattern`; a traced function checks that later batches keep it), and in
+        the same read the discrete columns' states (:meth:`_fill_missing`'s checks, the first bad column named;
+        inside :func:`hybridpgm.fit`'s step they join the step's read instead).
         """
-        with checks_read_once():  # the discrete columns' states (_fill_missing): one read for all, none in fit's step
+        block = checks_read_once()  # the discrete columns' states (_fill_missing): none in fit's step
+        with block:
             split = {v: self._fill_missing(v, t) for v, t in cols.items()}
-        if not split:
-            return {}
-        flags = self._missing_pattern(split)  # one host read
+            if not split:
+                return {}
+            own = block.entered[-1]  # (checks, token) where the block reads them itself; None in fit's step
+            checks = own[0] if own is not None and own[0].flags else None
+            flags, passed = self._missing_pattern(split, None if checks is None else checks.all_passed(
+                checks.flags[0].device))  # one host read, the states' checks with the pattern
+            if checks is not None:
+                if not passed:
+                    checks.raise_first_failure()
+                checks.flags.clear()  # read: nothing left for the block's exit to read
+                checks.errors.clear()
         return {v: (filled, None if not some else (False if every else ~m))
                 for (v, (filled, m)), (some, every) in zip(split.items(), flags)}
 

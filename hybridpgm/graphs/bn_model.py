@@ -19,6 +19,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 from pyro import poutine
+from pyro.distributions.util import scale_and_mask
 from pyro.nn import pyro_method
 
 from hybridpgm.checks import generator_or_none, sample_count, site_prefix
@@ -30,6 +31,7 @@ from hybridpgm.graphs.cpd_gaussian import LinearGaussian, check_gaussian_paramet
 from hybridpgm.handler_scope import isolated_from_handlers
 from hybridpgm.module_registration import registers_once
 from hybridpgm.param_store_scope import own_param_store
+from hybridpgm.train.deferred_checks import checks_read_once
 from hybridpgm.transform_scope import vmap_reads_refused
 
 __all__ = ["BayesNetModel"]
@@ -150,8 +152,9 @@ class BayesNetModel:
         # in a caller's plate the caller's per-row sites may read any node (a decoder under the network), and one
         # row's values may be read by a caller's site outside any plate (they broadcast): none barren there
         latent = barren.site if plate.caller is None and n > 1 else _summed_as_is
-        check_gaussian_parameters(cpds.values())  # one read (none in fit's step); the Normals below check none
-        with plate.open(n), barren.recorder:
+        # one read for the parameters' check and the continuous inputs' NaN checks of every node (none in fit's step)
+        with checks_read_once(), plate.open(n), barren.recorder:
+            check_gaussian_parameters(cpds.values())  # the Normals below check no parameter
             for v in self._order:
                 c = cpds[v]
                 obs, obs_mask = observed.get(v, (None, False))
@@ -281,7 +284,10 @@ class BayesNetModel:
         as a float64 column is, ``0.1`` is built in the network's dtype as a list of numbers is.  A network without
         nodes scores every row 0 (:math:`\\log 1`), in its dtype: ``[N]`` zeros for ``[N, 0]`` data (a tensor or
         array, a list of ``N`` empty rows, a data frame of ``N`` rows), a 0-d zero for a mapping without entries
-        or ``None``, as :meth:`~hybridpgm.graphs.BayesNet.log_evidence` answers ``{}`` there.
+        or ``None``, as :meth:`~hybridpgm.graphs.BayesNet.log_evidence` answers ``{}`` there.  A row with an infinite
+        continuous value scores ``-inf`` (its density is 0: a Gaussian of finite parameters vanishes there), where a
+        child's mean at an infinite parent would give ``inf - inf``; :meth:`~hybridpgm.graphs.BayesNet.log_evidence`
+        answers ``-inf`` for it too.
 
         :param values: complete rows in any form of :meth:`columns` (every node present, no missing entry).
         :param inputs: context inputs, as in :meth:`model`: dict name -> ``[N, ...]`` (or one tensor if there is a
@@ -323,8 +329,13 @@ class BayesNetModel:
             return torch.zeros(0, dtype=self.dtype, device=self.device)
         with self._scoring():  # a row of probability 0 scores -inf
             tr = poutine.trace(self.model).get_trace(cols, None, inputs)
-        tr.compute_log_prob(site_filter=lambda name, site: name in self._cpd_map)
-        out = sum(tr.nodes[v]["log_prob"] for v in self.nodes)
+        # each site's log-density as Pyro's compute_log_prob takes it, without its per-site NaN/inf warnings (two
+        # host reads per node): the values were checked, and a row with an infinite continuous value is -inf below
+        out = sum(scale_and_mask(site["fn"].log_prob(site["value"]), site["scale"], site["mask"])
+                  for site in (tr.nodes[v] for v in self.nodes))
+        infinite = [cols[v].isinf() for v in self.nodes if self._cpd_map[v].cardinality is None]
+        if infinite:  # density 0 there (a child's mean at an infinite parent would give inf - inf = NaN)
+            out = torch.where(torch.stack(infinite).any(0), out.new_tensor(-float("inf")), out)
         return out[..., 0] if single else out
 
 

@@ -22,6 +22,7 @@ from torch import nn
 
 from hybridpgm.checks import torch_readable
 from hybridpgm.errors import EvidenceError, ModelSpecError
+from hybridpgm.train.deferred_checks import check_or_defer
 
 __all__ = ["CPD"]
 
@@ -109,6 +110,13 @@ class CPD(nn.Module):
         flattened.  The batch shapes of the inputs broadcast (aligned at the right, the data plate's dim) into
         ``B``; a 0-dim value is one row.
 
+        The ``NaN`` check of each input is a flag handed to
+        :func:`~hybridpgm.train.deferred_checks.check_or_defer`: inside a
+        :class:`~hybridpgm.train.deferred_checks.checks_read_once` block (:meth:`BayesNet.model
+        <hybridpgm.graphs.BayesNet.model>`'s nodes, an exact query's factors, the barren draws of
+        :func:`~hybridpgm.infer.exact.posterior_sample`) the flags of all the nodes cost one host read, inside
+        :func:`hybridpgm.fit`'s step none; alone, one read per input.
+
         :raises EvidenceError: an input that is absent or holds NaN, or inputs whose batch shapes do not
             broadcast (naming the node and the shapes).
         """
@@ -120,8 +128,9 @@ class CPD(nn.Module):
             if values is None or name not in values:
                 raise EvidenceError(f"node '{self.node}' needs the continuous input '{name}'")
             v = torch.as_tensor(torch_readable(values[name]))
-            if torch.is_floating_point(v) and torch.isnan(v).any():
-                raise EvidenceError(f"continuous input '{name}' of node '{self.node}' has missing (NaN) values")
+            if torch.is_floating_point(v):  # its flag joins the caller's one read (or fit's step's)
+                check_or_defer(~torch.isnan(v).any(), self._missing_input(name), "a continuous input has NaN",
+                               EvidenceError)
             if v.dim() == 0:
                 v = v.reshape(1, 1)
             elif name in parents or v.dim() == 1:
@@ -136,6 +145,12 @@ class CPD(nn.Module):
             raise EvidenceError(f"node '{self.node}': the batch shapes of its continuous inputs {shapes} do not "
                                 "broadcast") from None
         return torch.cat([c.to(cols[0].dtype).expand(*batch, c.shape[-1]) for c in cols], dim=-1)
+
+    def _missing_input(self, name: str):
+        """The error of a continuous input ``name`` that holds NaN (built only on failure)."""
+        def error() -> EvidenceError:
+            return EvidenceError(f"continuous input '{name}' of node '{self.node}' has missing (NaN) values")
+        return error
 
     def select(self, table: torch.Tensor, values: Mapping[str, torch.Tensor], event_dims: int = 0,
                batched: bool | None = None) -> torch.Tensor:

@@ -35,16 +35,24 @@ from __future__ import annotations
 
 import torch
 
+from hybridpgm.graphs.cpd_gaussian import LinearGaussian, check_gaussian_parameters
 from hybridpgm.graphs.plan_sampling import inverse_cdf
 from hybridpgm.infer.bn_evidence import Evidence, NetworkFacts
 from hybridpgm.infer.bn_factors import node_table, relevant
+from hybridpgm.train.deferred_checks import read_checks_once
 
 __all__ = ["draw_barren", "forward_marginals", "forward_nodes"]
 
 
+@read_checks_once  # the Gaussians' parameters and the continuous inputs' NaN checks of every node: one host read
 def draw_barren(facts: NetworkFacts, ev: Evidence, drawn: dict, nodes, num_samples: int,
                 generator: torch.Generator | None = None, with_log_prob: bool = False):
     """Draw each of ``nodes`` (barren, in topological order) from its CPD given its parents' values in ``drawn``.
+
+    Under Pyro's validation the linear Gaussians' parameters are checked once for all of them
+    (:func:`~hybridpgm.graphs.cpd_gaussian.check_gaussian_parameters`) and their densities are not validated
+    again per node (a drawn value is the network's own); these checks and those of the continuous inputs (no
+    ``NaN``) cost one host read per call.
 
     :param dict drawn: node -> ``[N, S]`` values of every node the barren ones may condition on (the drawn and
         the observed ones); each drawn node is added to it (long for a discrete node, the network's float dtype
@@ -56,6 +64,7 @@ def draw_barren(facts: NetworkFacts, ev: Evidence, drawn: dict, nodes, num_sampl
     """
     n, s = ev.n, num_samples
     log_q = None
+    check_gaussian_parameters(facts.cpds[v] for v in nodes)
     for v in nodes:
         cpd = facts.cpds[v]
         values, rows = _inputs(cpd, ev, drawn, n, s)
@@ -70,7 +79,7 @@ def draw_barren(facts: NetworkFacts, ev: Evidence, drawn: dict, nodes, num_sampl
             scale = cpd.scale[tuple(drawn[p] for p in cpd.discrete_parents)]
             eps = torch.randn(n, s, generator=generator, dtype=mean.dtype, device=mean.device)
             x = mean + scale * eps
-            lp = torch.distributions.Normal(mean, scale).log_prob(x) if with_log_prob else None
+            lp = LinearGaussian.normal(mean, scale, value_checked=True).log_prob(x) if with_log_prob else None
         drawn[v] = x
         if with_log_prob:
             log_q = lp if log_q is None else log_q + lp

@@ -37,6 +37,7 @@ from hybridpgm.graphs.cpd_gaussian import check_gaussian_parameters
 from hybridpgm.infer.bn_evidence import BATCH, Evidence, NetworkFacts
 from hybridpgm.infer.bn_spaces import PROBABILITY_FLOOR
 from hybridpgm.tensor_tracking import carries_tangent, held_storages, kept_by_a_cache, unversioned
+from hybridpgm.train.deferred_checks import read_checks_once
 
 __all__ = ["ScaledFactors", "condition", "factor_dims", "factors", "node_table", "relevant"]
 
@@ -221,6 +222,7 @@ def _columns_shifted(log_t: torch.Tensor, batched: bool) -> tuple[torch.Tensor, 
     return shifted, c
 
 
+@read_checks_once  # the parameters' check and the continuous inputs' NaN checks of every node: one host read
 def factors(facts: NetworkFacts, ev: Evidence, keep, space: str = "log") -> tuple[list, list]:
     """Conditioned factors ``(tensors, dims)`` of the kept nodes plus the partial evidence.
 
@@ -244,7 +246,7 @@ def factors(facts: NetworkFacts, ev: Evidence, keep, space: str = "log") -> tupl
         its exact gradient at a zero entry).
     """
     prob = space == "prob"
-    check_gaussian_parameters(facts.cpds[v] for v in facts.nodes if v in keep)  # one read for every density
+    check_gaussian_parameters(facts.cpds[v] for v in facts.nodes if v in keep)  # every density's parameters
     narrow = not prob and ev.dtype not in PROBABILITY_FLOOR  # a half-precision network, contracted in log space
     tensors, dims_list, scales = [], [], []
     columns = {}  # half precision: node with hard evidence in some rows -> its table's column shift
