@@ -209,8 +209,9 @@ def test_arviz_converters_read_reversed_arrays():
     from hybridpgm.diagnostics import from_categorical, from_importance
 
     lw, draws = np.array([-1.0, -0.5, -np.inf, -2.0]), np.array([[0.1, 1.0], [0.4, 2.0], [0.3, 3.0], [0.2, 4.0]])
-    _same(_dataset_values(from_importance(_flipped(lw), {"x": _flipped(draws)})),
-          _dataset_values(from_importance(lw.copy(), {"x": draws.copy()})))
+    seeded = {"generator": torch.Generator().manual_seed(0)}, {"generator": torch.Generator().manual_seed(0)}
+    _same(_dataset_values(from_importance(_flipped(lw), {"x": _flipped(draws)}, **seeded[0])),
+          _dataset_values(from_importance(lw.copy(), {"x": draws.copy()}, **seeded[1])))
     probs = np.array([[0.25, 0.75], [0.5, 0.5], [0.9, 0.1]])
     _same(_dataset_values(from_categorical({"v": _flipped(probs)})),
           _dataset_values(from_categorical({"v": probs.copy()})))

@@ -29,7 +29,7 @@ __all__ = ["from_importance", "from_mcmc"]
 @keyword_only_soon("log_likelihood")
 def from_mcmc(mcmc: pyro.infer.MCMC, *, log_likelihood: bool = True, model_args: Sequence[Any] | None = None,
               model_kwargs: Mapping[str, Any] | None = None, posterior_predictive: bool = False,
-              generator: torch.Generator | int = 0, parallel: bool = False):
+              generator: torch.Generator | None = None, parallel: bool = False):
     """ArviZ data of a :class:`pyro.infer.MCMC` run (any kernel, hybridpgm's :class:`~hybridpgm.infer.Gibbs`
     included), as ``arviz.from_pyro`` gives under ArviZ 0.x (ArviZ 1.x has none).  The groups hold:
 
@@ -85,8 +85,9 @@ def from_mcmc(mcmc: pyro.infer.MCMC, *, log_likelihood: bool = True, model_args:
     posterior predictive (:func:`~hybridpgm.diagnostics.vectorized_predictive.predict_stacked`), whose
     replicates have the draw-by-draw replicates' distribution but not their values.
     The randomness of the replay (the discrete sites drawn from their conditional posterior, the predictive
-    replicates) comes from ``generator``: the same run and seed give the same groups (the same replicates as the
-    default where ``parallel`` stacks none), and torch's global generators are left as they were.
+    replicates) comes from one seed drawn from ``generator`` (from torch's global stream where it is ``None``):
+    the same run and a generator seeded alike give the same groups (the same replicates as the default where
+    ``parallel`` stacks none), and torch's global generators are left as they were but for that one draw.
 
     :param mcmc: the :class:`pyro.infer.MCMC` object, after :meth:`~pyro.infer.MCMC.run`.
     :param log_likelihood: ``False`` keeps ``posterior``, ``sample_stats`` (and ``posterior_predictive`` where
@@ -99,8 +100,11 @@ def from_mcmc(mcmc: pyro.infer.MCMC, *, log_likelihood: bool = True, model_args:
         object recorded in its last ``run`` (a private attribute of Pyro's, as ``arviz.from_pyro`` reads it).
     :param model_kwargs: the keyword arguments of that call.
     :param posterior_predictive: add the ``posterior_predictive`` group (``C * D`` more model runs).
-    :param generator: the replay's randomness: a seed (default 0), or a CPU :class:`torch.Generator`, which the
-        call advances by one draw (a seed for the replay), as for :func:`from_importance`.
+    :param generator: the replay's randomness: a CPU :class:`torch.Generator`, which the call advances by one draw
+        (a seed for the replay), or ``None`` (the default) for that draw from torch's global stream, as every
+        sampler of the library takes it.  An int seed still works, with a :class:`FutureWarning` (it was the
+        default, ``0``, before: every call without a generator replayed alike); pass
+        ``torch.Generator().manual_seed(seed)``.
     :param parallel: replay the model on all draws in one vectorized run for the log-likelihood and the
         posterior predictive (see above; ``False``: draw by draw).
     :raises DataError: for anything but an MCMC object (such as the dict of :meth:`~pyro.infer.MCMC.get_samples`:
@@ -111,8 +115,9 @@ def from_mcmc(mcmc: pyro.infer.MCMC, *, log_likelihood: bool = True, model_args:
         ``model_args``/``model_kwargs`` are given nor the MCMC object records its run's arguments;
         ``model_args`` that is not a sequence or ``model_kwargs`` that is not a mapping;
         ``posterior_predictive`` for a kernel without a model (a ``potential_fn``); a ``generator`` that is
-        neither an int seed in ``[-2**63, 2**64)`` (not a bool) nor a :class:`torch.Generator`; ``parallel``
-        that is not a bool.
+        neither a :class:`torch.Generator`, ``None`` nor an int seed in ``[-2**63, 2**64)`` (not a bool);
+        ``parallel`` that is not a bool.
+    :warns FutureWarning: an int ``generator`` (a seed), naming ``torch.Generator().manual_seed(seed)``.
     :warns DiagnosticsWarning: (a :class:`UserWarning`) when the model is replayed (``log_likelihood`` or
         ``posterior_predictive``) and observes placeholder sites: it names them, says they are left out of
         ``log_likelihood``, ``observed_data`` and ``posterior_predictive``, and points to
@@ -175,7 +180,7 @@ def _model_inputs(mcmc: pyro.infer.MCMC, model_args, model_kwargs) -> tuple[tupl
 
 
 def from_importance(log_weights: torch.Tensor, samples: Mapping[str, torch.Tensor] | None = None, *,
-                    resampling: str = "systematic", psis: bool = True, generator: torch.Generator | int = 0):
+                    resampling: str = "systematic", psis: bool = True, generator: torch.Generator | None = None):
     """ArviZ data of an importance-sampling or AIS run: ``posterior`` holds draws from the (approximate)
     posterior, resampled from the weighted proposal draws; the proposal draws and their log-weights are kept in
     ``sample_stats``.
@@ -217,15 +222,19 @@ def from_importance(log_weights: torch.Tensor, samples: Mapping[str, torch.Tenso
         ``K x D`` tensor is refused unless ``D == N``, when it is read as one scalar per target).
     :param resampling: ``"systematic"`` (default; lower variance) or ``"multinomial"`` (independent picks).
     :param psis: Pareto-smooth the weights before resampling (when :math:`K \\ge 30`).
-    :param generator: the resampling's randomness: a seed (default 0), or a CPU :class:`torch.Generator`, which
-        the call advances.  So the same input gives the same ``posterior``, as other ArviZ converters do, and
-        torch's global generator is left alone; pass other seeds for independent resamplings.
+    :param generator: the resampling's randomness: a CPU :class:`torch.Generator`, which the call advances (the
+        same input and a generator seeded alike give the same ``posterior``), or ``None`` (the default) for torch's
+        global stream, as :func:`~hybridpgm.diagnostics.importance_resampling.resample_indices` and every sampler
+        of the library take it.  An int seed still works, with a :class:`FutureWarning` (it was the default, ``0``,
+        before: every call without a generator resampled alike, whatever torch's seed); ``seed`` draws as
+        ``torch.Generator().manual_seed(seed)`` does.
     :raises DataError: for log-weights that are not floating point, not ``K`` or ``K x N`` with ``K >= 1``, or
         hold NaN or :math:`+\\infty` (:math:`-\\infty`, a zero weight, is allowed, but not a target whose
         weights are all zero when there are draws to resample); for draws whose count is not ``K`` (or whose
         second dim is not ``N``), or that are not numbers.
-    :raises ConfigError: for a ``resampling`` other than the two above, or a ``generator`` that is neither an
-        int seed in ``[-2**63, 2**64)`` (not a bool) nor a :class:`torch.Generator`.
+    :raises ConfigError: for a ``resampling`` other than the two above, or a ``generator`` that is neither a
+        :class:`torch.Generator`, ``None`` nor an int seed in ``[-2**63, 2**64)`` (not a bool).
+    :warns FutureWarning: an int ``generator`` (a seed), naming ``torch.Generator().manual_seed(seed)``.
     """
     log_weights = torch.as_tensor(torch_readable(log_weights))
     if log_weights.dim() not in (1, 2) or log_weights.shape[0] == 0:
@@ -243,23 +252,35 @@ def from_importance(log_weights: torch.Tensor, samples: Mapping[str, torch.Tenso
     if samples:
         samples = _checked_draws(samples, tuple(log_weights.shape))
         columns = log_weights.reshape(log_weights.shape[0], -1)  # K x N (N = 1 for K log-weights)
-        if not isinstance(generator, torch.Generator):
-            generator = torch.Generator().manual_seed(_seed(generator, "from_importance generator"))
+        if generator is not None and not isinstance(generator, torch.Generator):
+            generator = torch.Generator().manual_seed(_int_seed(generator, "from_importance generator"))
         index = resample_indices(_smoothed(columns) if psis else columns, resampling, generator=generator)
         groups["posterior"] = {n: _picked(v, index, log_weights.dim()).unsqueeze(0) for n, v in samples.items()}
         groups["sample_stats"].update({f"proposal_{n}": v.unsqueeze(0) for n, v in samples.items()})
     return make_inference_data(groups)
 
 
-def _seed(seed: Any, what: str) -> int:
-    """``seed`` as an int (for a :class:`torch.Generator`, a seed drawn from it): :class:`ConfigError` naming
-    ``what`` for anything else (a ``bool``, a float, a string) and for an integer torch does not take as a seed
-    (:func:`~hybridpgm.checks.seed_of`: outside ``[-2**63, 2**64)``)."""
-    if isinstance(seed, torch.Generator):
-        return int(torch.randint(2**62, (), generator=seed))
+def _seed(generator: Any, what: str) -> int:
+    """A seed for the call's randomness: drawn from ``generator`` (a :class:`torch.Generator`), from torch's global
+    CPU stream (``None``), or an int seed itself (deprecated, see :func:`_int_seed`)."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return int(torch.randint(2**62, (), generator=generator))
+    return _int_seed(generator, what)
+
+
+def _int_seed(seed: Any, what: str) -> int:
+    """``seed``, an int seed, with a :class:`FutureWarning` naming ``torch.Generator().manual_seed(seed)``, the
+    library's one spelling; :class:`ConfigError` naming ``what`` for anything else (a ``bool``, a float, a string)
+    and for an integer torch does not take as a seed (:func:`~hybridpgm.checks.seed_of`: outside
+    ``[-2**63, 2**64)``)."""
     if as_integer(seed) is None:
-        raise ConfigError(f"{what} must be an int seed or a torch.Generator, got {type(seed).__name__} {seed!r}")
-    return seed_of(seed, what)
+        raise ConfigError(f"{what} must be a torch.Generator or None (or, deprecated, an int seed), got "
+                          f"{type(seed).__name__} {seed!r:.60}")
+    seed = seed_of(seed, what)
+    warnings.warn(f"{what}={seed}: an int seed is deprecated and will be refused, as by every sampler of the "
+                  f"library; pass generator=torch.Generator().manual_seed({seed}) (None, the default now, draws "
+                  "from torch's global stream)", FutureWarning, stacklevel=users_stacklevel())
+    return seed
 
 
 def _checked_draws(samples: Mapping[str, Any], shape: tuple[int, ...]) -> dict[str, torch.Tensor]:

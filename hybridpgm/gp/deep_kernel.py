@@ -216,12 +216,15 @@ class DeepKernelGP(ConditioningData, MarginalLikelihood, PosteriorCall, gpytorch
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Raw network features :math:`g_w(x)`, ``B x F``.
 
-        :param x: inputs ``B x ...`` of the training inputs' example shape, dtype and device (``B = 0``: ``0 x F``).
-        :raises DataError: a wrong shape or dtype, or NaN/inf values (inside :func:`hybridpgm.fit`'s step the
-            finiteness check joins the step's one host read).
+        :param x: inputs ``B x ...`` of the training inputs' example shape and device (``B = 0``: ``0 x F``), of
+            their dtype or one converted to a floating one exactly (``bool``, integers in range, float32 for a
+            float64 model: :func:`~hybridpgm.data.validation.as_model_dtype`).
+        :raises DataError: a wrong shape or a dtype not converted exactly (float64 for a float32 model), or NaN/inf
+            values (inside :func:`hybridpgm.fit`'s step the finiteness check joins the step's one host read).
         :raises DeviceError: ``x`` is not on the model's device.
         """
-        check_inputs_deferred(x, self.example_shape, dtype=self.train_x.dtype, device=self.train_x.device)
+        x = check_inputs_deferred(x, self.example_shape, dtype=self.train_x.dtype, device=self.train_x.device,
+                                  widen=True)
         return self._extract(x)
 
     def training_features(self) -> torch.Tensor:

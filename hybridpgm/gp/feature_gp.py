@@ -11,7 +11,7 @@ import gpytorch
 import torch
 
 from hybridpgm.checks import as_integer, unit_fraction
-from hybridpgm.data.validation import defer_finite
+from hybridpgm.data.validation import as_model_dtype, defer_finite
 from hybridpgm.errors import DataError, DeviceError, ModelSpecError
 from hybridpgm.gp.grid_scaling import RunningScaleToGrid, ScaleToGrid  # noqa: F401 (their former home: pickles)
 from hybridpgm.portable_result import PortableResult
@@ -237,12 +237,19 @@ def check_gp_dtype(dtype: torch.dtype, what: str, error: type[Exception]) -> Non
                     "keeps the GP in float32")
 
 
-def _check_place(t: torch.Tensor, name: str, dtype: torch.dtype | None, device: torch.device | None) -> None:
+def _check_place(t: torch.Tensor, name: str, dtype: torch.dtype | None, device: torch.device | None,
+                 widen: bool = False, defer: bool = False) -> torch.Tensor:
+    """``t`` on ``device`` and of ``dtype`` (each when given): ``t`` itself, or with ``widen`` and a floating
+    ``dtype`` its exact conversion by :func:`~hybridpgm.data.validation.as_model_dtype` (``bool``, integers in
+    range, a coarser float; ``defer``: its integer range flag read with :func:`hybridpgm.fit`'s step)."""
     if device is not None and t.device != torch.device(device):
         raise DeviceError(f"{name} is on {t.device}, the model on {device}; move it with .to({str(device)!r})")
     if dtype is not None and t.dtype != dtype:
+        if widen and dtype.is_floating_point:
+            return as_model_dtype(t, dtype, name, defer=defer)
         raise DataError(f"{name} has dtype {t.dtype}, expected {dtype} (the model's data); convert it with "
                         f".to({dtype}) or convert the model, rather than have it rounded or cast silently")
+    return t
 
 
 def check_targets(y: torch.Tensor, n: int, name: str = "train_y", finite: bool = True,
@@ -266,9 +273,14 @@ def check_targets(y: torch.Tensor, n: int, name: str = "train_y", finite: bool =
 
 def check_inputs(x: torch.Tensor, example_shape: tuple[int, ...] | None, name: str = "x",
                  finite: bool = True, dtype: torch.dtype | None = None,
-                 device: torch.device | None = None) -> torch.Tensor:
+                 device: torch.device | None = None, *, widen: bool = False, defer: bool = False) -> torch.Tensor:
     """Raise unless ``x`` is ``N x example_shape`` (of ``dtype`` and on ``device`` when given, and finite with
-    ``finite``).
+    ``finite``); return ``x``.
+
+    With ``widen`` (test inputs of a model) and a floating ``dtype``, ``x`` of another dtype is converted where
+    that is exact, the library's dtype rule (:func:`~hybridpgm.data.validation.as_model_dtype`: ``bool``,
+    integers within :math:`\\pm 2^p`, float32 into a float64 model) and the converted copy returned; float64 data
+    for a float32 model stay refused.  ``defer`` reads the integers' range flag with :func:`hybridpgm.fit`'s step.
 
     :raises DataError: a wrong shape or dtype, or NaN/inf values; a 1-d ``x`` with a message saying that it is
         ambiguous (``N`` one-feature points or one example) and showing ``x[:, None]`` and ``x[None]``.
@@ -285,7 +297,7 @@ def check_inputs(x: torch.Tensor, example_shape: tuple[int, ...] | None, name: s
                if tuple(x.shape) == tuple(example_shape) else "")
         raise DataError(f"{name} has shape {tuple(x.shape)}, expected (N, {', '.join(map(str, example_shape))})"
                         f"{one}")
-    _check_place(x, name, dtype, device)
+    x = _check_place(x, name, dtype, device, widen, defer)
     if finite and x.is_floating_point() and not bool(torch.isfinite(x).all()):
         raise DataError(f"{name} (shape {tuple(x.shape)}) holds {int((~torch.isfinite(x)).sum())} NaN/inf value(s)")
     return x
@@ -324,13 +336,15 @@ def check_training_batch(x: torch.Tensor, y: torch.Tensor, example_shape: tuple[
 
 
 def check_inputs_deferred(x: torch.Tensor, example_shape: tuple[int, ...] | None, name: str = "x",
-                          dtype: torch.dtype | None = None, device: torch.device | None = None) -> torch.Tensor:
+                          dtype: torch.dtype | None = None, device: torch.device | None = None, *,
+                          widen: bool = False) -> torch.Tensor:
     """:func:`check_inputs` whose finiteness check waits for :func:`hybridpgm.fit`'s one host read per step
-    (:func:`~hybridpgm.train.deferred_checks.check_or_defer`; outside ``fit`` it reads at once).  The shape,
-    dtype and device checks are free and raise at once.
+    (:func:`~hybridpgm.train.deferred_checks.check_or_defer`; outside ``fit`` it reads at once), as does the
+    range check of integers converted with ``widen``.  The shape, dtype and device checks are free and raise at
+    once.  Returns ``x``, with ``widen`` converted as :func:`check_inputs` converts it.
 
     :raises DataError: a wrong shape or dtype, or NaN/inf values (named as :func:`check_inputs` names them).
     :raises DeviceError: ``x`` is not on ``device``.
     """
-    check_inputs(x, example_shape, name, finite=False, dtype=dtype, device=device)
+    x = check_inputs(x, example_shape, name, finite=False, dtype=dtype, device=device, widen=widen, defer=True)
     return defer_finite(x, name)

@@ -65,8 +65,10 @@ from hybridpgm.gp.feature_gp import GPPrediction, check_grid_bounds, check_input
 from hybridpgm.gp.grid_scaling import RunningScaleToGrid
 from hybridpgm.gp.kernel_checks import check_gp_parts
 from hybridpgm.gp.prediction_cache import clear_gpytorch_caches
+from hybridpgm.gp.sv_inducing import check_inducing_points
 from hybridpgm.gp.sv_objective import SVDKLObjective
 from hybridpgm.gp.sv_options import SVOptions
+from hybridpgm.gp.sv_posterior import SVPosterior
 from hybridpgm.infer import SVIObjective
 from hybridpgm.module_modes import keeping_modes
 from hybridpgm.module_registration import register_module
@@ -79,7 +81,7 @@ __all__ = ["SVDeepKernelGP"]
 
 
 @serializable
-class SVDeepKernelGP(SVOptions, gpytorch.models.ApproximateGP):
+class SVDeepKernelGP(SVOptions, SVPosterior, gpytorch.models.ApproximateGP):
     """Sparse variational GP on network features, a Pyro model/guide pair.
 
     :param feature_extractor: module mapping ``B x ...`` to ``B x F``; ``None`` is the identity.
@@ -89,7 +91,8 @@ class SVDeepKernelGP(SVOptions, gpytorch.models.ApproximateGP):
         (a larger training set): both scales follow it, and :func:`hybridpgm.save` records the current value.
     :param inducing_points: initial inducing points ``M x F`` (learned unless
         ``learn_inducing=False``); required unless ``grid_size`` is given.  Their dtype and device are the
-        GP's: ``q(u)``, the mean, the kernel and the likelihood are put there (inputs must then share the dtype).
+        GP's: ``q(u)``, the mean, the kernel and the likelihood are put there (floating inputs are converted to
+        it where exact).
     :param grid_size: use :class:`~gpytorch.variational.GridInterpolationVariationalStrategy`
         with this many grid points per feature (features scaled into ``grid_bounds`` by
         :class:`~hybridpgm.gp.grid_scaling.RunningScaleToGrid`: the running minimum and maximum of the features
@@ -143,18 +146,7 @@ class SVDeepKernelGP(SVOptions, gpytorch.models.ApproximateGP):
             strategy = gpytorch.variational.GridInterpolationVariationalStrategy(
                 self, grid_size, [tuple(grid_bounds)] * num_features, dist)
         else:
-            if (not isinstance(inducing_points, torch.Tensor) or inducing_points.dim() != 2
-                    or inducing_points.shape[1] != num_features or inducing_points.shape[0] == 0):
-                shape = (tuple(inducing_points.shape) if isinstance(inducing_points, torch.Tensor)
-                         else type(inducing_points).__name__)
-                raise ModelSpecError(f"inducing_points must be M x {num_features} (num_features) with M >= 1, "
-                                     f"got {shape}")
-            if not inducing_points.is_floating_point():
-                raise ModelSpecError(f"inducing_points have dtype {inducing_points.dtype}, expected a floating dtype "
-                                     "(the model's)")
-            if not bool(torch.isfinite(inducing_points).all()):
-                raise ModelSpecError(f"inducing_points (shape {tuple(inducing_points.shape)}) hold "
-                                     f"{int((~torch.isfinite(inducing_points)).sum())} NaN/inf value(s)")
+            check_inducing_points(inducing_points, num_features)  # None: names inducing_points= and grid_size=
             dist = gpytorch.variational.CholeskyVariationalDistribution(inducing_points.shape[0])
             strategy = gpytorch.variational.VariationalStrategy(self, inducing_points, dist,
                                                                 learn_inducing_locations=learn_inducing)
@@ -189,15 +181,21 @@ class SVDeepKernelGP(SVOptions, gpytorch.models.ApproximateGP):
         on a latent variable of a larger model) pass through: the feature
         extractor must map ``... x B x example_shape`` to ``... x B x F``.
 
-        :param x: inputs ``... x B x example_shape``, on the model's device.
-        :raises DataError: ``x`` of the wrong shape, NaN/inf values, inputs the feature extractor cannot take,
-            or (identity extractor) a dtype other than the model's.
+        :param x: inputs ``... x B x example_shape``, on the model's device; floating and ``bool`` inputs are
+            converted to the model's dtype (that of the inducing points) where that is exact (float32 into a
+            float64 model, ``bool`` as 0/1: :func:`~hybridpgm.data.validation.as_model_dtype`); integer inputs go
+            to the feature extractor as they are (an embedding's indices).
+        :raises DataError: ``x`` of the wrong shape, NaN/inf values, a floating dtype finer than the model's
+            (float64 inputs of a float32 model), inputs the feature extractor cannot take, or (identity extractor)
+            integer inputs.
         :raises DeviceError: ``x`` is not on the model's device.
         :raises ModelSpecError: the extractor's output has the wrong shape or another dtype than the GP (features
             in autocast's dtype, the extractor having run under autocast, are cast to the GP's dtype instead).
         """
         inducing = self.variational_strategy.inducing_points
-        check_inputs_deferred(x, None, device=inducing.device)  # finiteness: read with fit's step
+        floating = isinstance(x, torch.Tensor) and (x.is_floating_point() or x.dtype == torch.bool)  # ints as given
+        x = check_inputs_deferred(x, None, dtype=inducing.dtype if floating else None, device=inducing.device,
+                                  widen=True)  # converted where exact; finiteness: read with fit's step
         known = self.example_shape
         if known is not None and (x.dim() <= len(known) or tuple(x.shape[x.dim() - len(known):]) != known):
             dims = ", ".join(map(str, known))

@@ -277,6 +277,19 @@ def _group_variables(mrf: MarkovNet, k: int, scopes: list[torch.Tensor], device:
     return variables
 
 
+def _check_evidence_rows(evidence: Mapping[str, torch.Tensor]) -> None:
+    """Raise :class:`EvidenceError` naming each variable and its rows where the evidence tensors' batch shapes do
+    not broadcast together (:class:`~hybridpgm.graphs.BayesNet` refuses rows of different lengths alike)."""
+    if len(evidence) < 2:  # nothing to compare (and torch.broadcast_shapes() of nothing fails under a JIT trace)
+        return
+    try:
+        torch.broadcast_shapes(*(e.shape for e in evidence.values()))
+    except RuntimeError as e:
+        rows = {v: (t.shape[0] if t.dim() == 1 else tuple(t.shape)) for v, t in evidence.items()}
+        raise EvidenceError(f"MarkovNet: evidence rows differ in length (their batch shapes do not broadcast "
+                            f"together): {rows}") from e
+
+
 def compile_factor_graph(mrf: MarkovNet, evidence: Mapping[str, torch.Tensor] | None = None,
                          context=None, tables: Mapping[str, torch.Tensor] | None = None) -> FactorGraph:
     """Compile ``mrf`` to a padded, batched :class:`FactorGraph` (what
@@ -296,8 +309,11 @@ def compile_factor_graph(mrf: MarkovNet, evidence: Mapping[str, torch.Tensor] | 
         other than ``-1`` included; the message names the variable, the values and the first one's row).
         A batch shape holding no model (evidence or tables of 0 rows) compiles to a graph of ``B = 0`` rows, whose
         queries answer empty results of that batch shape, as :class:`~hybridpgm.graphs.BayesNet`'s do.
-    :raises ModelSpecError: batch shapes of the factors and evidence that do not broadcast, or a network of no
-        variables (there is nothing to infer; every query of :class:`~hybridpgm.graphs.MarkovNet` refuses it).
+    :raises EvidenceError: also evidence whose variables' batch shapes do not broadcast together (rows of
+        different lengths), naming each variable and its length (its shape when not one-dimensional).
+    :raises ModelSpecError: batch shapes of the factors (and of the factors with the evidence) that do not
+        broadcast, or a network of no variables (there is nothing to infer; every query of
+        :class:`~hybridpgm.graphs.MarkovNet` refuses it).
     """
     if not mrf.cards:
         raise ModelSpecError("MarkovNet: the network has no variables, so there is nothing to infer or sample; "
@@ -308,6 +324,7 @@ def compile_factor_graph(mrf: MarkovNet, evidence: Mapping[str, torch.Tensor] | 
         raise EvidenceError(f"MarkovNet: evidence must be a mapping name -> values, got {type(evidence).__name__} "
                             f"{evidence!r:.60}")
     evidence = _evidence_states(mrf, dict(evidence or {}))
+    _check_evidence_rows(evidence)
     shapes = [t.shape[: t.dim() - len(mrf.families[n]["cards"]) - 1] for n, t in tables.items()]
     shapes += [e.shape for e in evidence.values()]
     try:

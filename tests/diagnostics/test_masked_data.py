@@ -291,8 +291,9 @@ def test_from_mcmc_keeps_the_whole_rows_of_the_points_a_mask_keeps(parallel):
     pyro.set_rng_seed(0)
     mcmc = MCMC(NUTS(nested_mixture), num_samples=5, warmup_steps=5, disable_progbar=True)
     mcmc.run(FEATURES, mask=WHOLE[:, None])
-    full = from_mcmc(mcmc, model_args=(FEATURES,), model_kwargs={}, posterior_predictive=True, parallel=parallel)
+    full = from_mcmc(mcmc, model_args=(FEATURES,), model_kwargs={}, posterior_predictive=True, parallel=parallel,
+                     generator=torch.Generator().manual_seed(0))
     for mask in _whole_point_masks(-1):
         masked = from_mcmc(mcmc, model_args=(FEATURES,), model_kwargs={"mask": mask}, posterior_predictive=True,
-                           parallel=parallel)
+                           parallel=parallel, generator=torch.Generator().manual_seed(0))  # the same replicates
         _check_kept_rows(masked, full, -1)

@@ -169,19 +169,22 @@ def test_from_importance_refuses_a_target_without_weight_and_an_unknown_resampli
         from_importance(torch.tensor([[0.0, float("-inf")]] * 3), {"x": torch.zeros(3, 2)})
     with pytest.raises(ConfigError, match="resampling must be one of \\['systematic', 'multinomial'\\], got 'sir'"):
         from_importance(torch.zeros(3), {"x": torch.zeros(3)}, resampling="sir")
-    with pytest.raises(ConfigError, match="generator must be an int seed or a torch.Generator, got float 0.5"):
+    with pytest.raises(ConfigError, match=r"generator must be a torch.Generator or None \(or, deprecated, an int "
+                                          "seed\), got float 0.5"):
         from_importance(torch.zeros(3), {"x": torch.zeros(3)}, generator=0.5)
 
 
-def test_from_importance_is_reproducible_by_default_and_leaves_the_global_generator_alone():
+def test_from_importance_with_a_generator_is_reproducible_and_leaves_the_global_generator_alone():
+    """(``None``, the default, draws from torch's global stream: test_sampler_data_generator.py.)"""
     x, log_w = _importance_run(200)
     torch.manual_seed(7)
     state = torch.get_rng_state()
-    first = np.asarray(from_importance(log_w, {"x": x})["posterior"]["x"])
+    first = np.asarray(from_importance(log_w, {"x": x}, generator=torch.Generator().manual_seed(0))["posterior"]["x"])
     assert torch.equal(torch.get_rng_state(), state)
-    np.testing.assert_array_equal(first, np.asarray(from_importance(log_w, {"x": x})["posterior"]["x"]))
-    other = np.asarray(from_importance(log_w, {"x": x}, generator=1)["posterior"]["x"])
-    assert not np.array_equal(first, other)
+    again = from_importance(log_w, {"x": x}, generator=torch.Generator().manual_seed(0))
+    np.testing.assert_array_equal(first, np.asarray(again["posterior"]["x"]))
+    other = from_importance(log_w, {"x": x}, generator=torch.Generator().manual_seed(1))
+    assert not np.array_equal(first, np.asarray(other["posterior"]["x"]))
 
 
 def _nuts_run(model, *args, chains=2, **kernel):

@@ -54,8 +54,8 @@ def test_a_refused_stacked_run_leaves_the_posterior_predictive_of_a_seed_alone()
     """Guard (passes before and after): where the stacked runs are refused (mixing_model), their attempts move no
     random stream, so a seed gives the default's replicates exactly also with ``parallel=True``."""
     mcmc = _nuts_run(mixing_model, Y, chains=1)
-    by_draw = from_mcmc(mcmc, posterior_predictive=True, generator=3)
-    stacked = from_mcmc(mcmc, posterior_predictive=True, generator=3, parallel=True)
+    by_draw = from_mcmc(mcmc, posterior_predictive=True, generator=torch.Generator().manual_seed(3))
+    stacked = from_mcmc(mcmc, posterior_predictive=True, generator=torch.Generator().manual_seed(3), parallel=True)
     np.testing.assert_array_equal(np.asarray(stacked["posterior_predictive"]["x"]),
                                   np.asarray(by_draw["posterior_predictive"]["x"]))
 

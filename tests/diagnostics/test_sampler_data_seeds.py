@@ -9,7 +9,7 @@ from hybridpgm.diagnostics import from_importance, from_mcmc
 from hybridpgm.errors import ConfigError
 from tests.diagnostics.test_sampler_data import _nuts_run, global_model
 
-_BAD = [(True, r"must be an int seed or a torch\.Generator, got bool True"),
+_BAD = [(True, r"must be a torch\.Generator or None \(or, deprecated, an int seed\), got bool True"),
         (2**70, r"must be an integer in \[-2\*\*63, 2\*\*64 - 1\].*got 1180591620717411303424"),
         (-2**63 - 1, r"must be an integer in \[-2\*\*63, 2\*\*64 - 1\]")]
 
@@ -23,7 +23,8 @@ def test_from_importance_refuses_a_seed_torch_does_not_take_by_name(seed, messag
 def test_the_seeds_at_the_ends_of_torchs_range_are_taken():
     """Guard (passes before and after): the range checked is torch's own."""
     for seed in (-2**63, 2**64 - 1):
-        data = from_importance(torch.zeros(3), {"x": torch.arange(3.0)}, generator=seed)
+        with pytest.warns(FutureWarning, match=rf"generator={seed}: an int seed is deprecated"):
+            data = from_importance(torch.zeros(3), {"x": torch.arange(3.0)}, generator=seed)
         assert data["posterior"]["x"].shape == (1, 3)
 
 

@@ -105,8 +105,9 @@ def test_from_mcmc_keeps_a_deterministic_site_in_a_plate_at_its_computed_value()
     mu = mcmc.get_samples(group_by_chain=True)["mu"].double().numpy()
     np.testing.assert_array_equal(right_mcmc.get_samples(group_by_chain=True)["mu"].double().numpy(), mu)
     for parallel in (False, True):
-        idata = from_mcmc(mcmc, posterior_predictive=True, parallel=parallel, generator=3)
-        right = from_mcmc(right_mcmc, posterior_predictive=True, parallel=parallel, generator=3)
+        seeded = {"parallel": parallel, "posterior_predictive": True}
+        idata = from_mcmc(mcmc, **seeded, generator=torch.Generator().manual_seed(3))
+        right = from_mcmc(right_mcmc, **seeded, generator=torch.Generator().manual_seed(3))
         _check_by_hand(idata, mu)
         for group in ("log_likelihood", "posterior_predictive"):
             np.testing.assert_array_equal(_array(idata, group, "y"), _array(right, group, "y"))

@@ -151,17 +151,17 @@ def test_from_mcmc_parallel_stacks_the_replicates_with_the_default_layout():
     counted = Counted(plate_model)
     mcmc = _nuts_run(counted, X * 2)
     counted.runs = 0
-    stacked = from_mcmc(mcmc, posterior_predictive=True, parallel=True, generator=3)
+    stacked = from_mcmc(mcmc, posterior_predictive=True, parallel=True, generator=torch.Generator().manual_seed(3))
     samples = {n: v.reshape(120, *v.shape[2:]) for n, v in mcmc.get_samples(group_by_chain=True).items()}
     assert counted.runs == 1 + 2 * (1 + len(checked_rows(samples, 120)))
-    default = from_mcmc(mcmc, posterior_predictive=True, generator=3)
+    default = from_mcmc(mcmc, posterior_predictive=True, generator=torch.Generator().manual_seed(3))
     assert _layout(stacked) == _layout(default)
     rep = _array(stacked, "posterior_predictive", "x")
     mu = _array(stacked, "posterior", "mu")[..., None]
     sigma = np.exp(_array(stacked, "posterior", "log_sigma"))[..., None]
     bound = math.sqrt(-math.log(1e-4 / 2) / 2) / math.sqrt(rep.size)
     assert stats.kstest(((rep - mu) / sigma).ravel(), "norm").statistic < bound
-    again = from_mcmc(mcmc, posterior_predictive=True, parallel=True, generator=3)
+    again = from_mcmc(mcmc, posterior_predictive=True, parallel=True, generator=torch.Generator().manual_seed(3))
     np.testing.assert_array_equal(_array(again, "posterior_predictive", "x"), rep)
 
 
@@ -208,6 +208,6 @@ def test_from_mcmc_stacks_the_replicates_of_a_model_with_a_deterministic_site():
     counted = Counted(deterministic_model)
     mcmc = _nuts_run(counted, X * 2)
     counted.runs = 0
-    from_mcmc(mcmc, posterior_predictive=True, parallel=True, generator=3)
+    from_mcmc(mcmc, posterior_predictive=True, parallel=True, generator=torch.Generator().manual_seed(3))
     samples = {n: v.reshape(120, *v.shape[2:]) for n, v in mcmc.get_samples(group_by_chain=True).items()}
     assert counted.runs == 1 + 2 * (1 + len(checked_rows(samples, 120)))

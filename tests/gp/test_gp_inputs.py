@@ -54,11 +54,10 @@ def test_dkgp_refuses_targets_of_another_dtype_than_the_inputs():
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.int64])
-def test_dkgp_prediction_inputs_must_have_the_training_dtype(dtype):
+def test_dkgp_new_training_data_must_have_the_training_dtype(dtype):
+    """(Test inputs follow the library's dtype rule: tests/gp/test_feature_gp_dtype_rule.py.)"""
     x, y = _toy()
     model = DeepKernelGP(x, y)
-    with pytest.raises(DataError, match=f"x has dtype {dtype}, expected torch.float32"):
-        model.predict(x[:3].to(dtype))
     with pytest.raises(DataError, match=f"train_x has dtype {dtype}, expected torch.float32"):
         model.set_train_data(x.to(dtype), y)
 
