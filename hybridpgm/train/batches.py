@@ -80,7 +80,9 @@ def fetch_batch(dataset: Dataset, indices: torch.Tensor) -> Any:
 
     A dataset with ``__getitems__`` is read with it, once per batch, and is given the indices as a ``list`` of
     ``int`` (as torch's ``DataLoader`` gives them; hybridpgm's :class:`TensorData` reads the batch with its
-    :meth:`~TensorData.rows`, given the tensor itself, and a :class:`~hybridpgm.data.binarize.DynamicBinarized`
+    :meth:`~TensorData.rows`, given the tensor itself, as through torch's :class:`~torch.utils.data.Subset`
+    (:func:`~torch.utils.data.random_split`; the indices composed as its ``__getitems__`` composes them), and a
+    :class:`~hybridpgm.data.binarize.DynamicBinarized`
     draws it with its ``draw``, no list of examples made; a list of a batch read at once,
     :class:`~hybridpgm.data.binarize.DrawnExamples`, gives that batch).
     Its result is used as it is where
@@ -98,6 +100,8 @@ def fetch_batch(dataset: Dataset, indices: torch.Tensor) -> Any:
     getitems = getattr(type(dataset), "__getitems__", None)
     if getitems is TensorData.__getitems__:  # read at once, no list of examples
         return dataset.rows(indices)
+    if isinstance(dataset, torch.utils.data.Subset) and (root := _under_subsets(dataset)) is not None:
+        return root.rows(_subset_indices(dataset, indices))  # random_split's: no list of B examples (7x)
     if getitems is DynamicBinarized.__getitems__:  # drawn at once, no list
         return dataset.draw(indices)
     if getitems_returns_batch(dataset):
@@ -118,6 +122,26 @@ def fetch_batch(dataset: Dataset, indices: torch.Tensor) -> Any:
         return _collated(dataset, rows, items)
     rows = indices.tolist()
     return _collated(dataset, rows, [dataset[i] for i in rows])
+
+
+def _under_subsets(dataset: torch.utils.data.Subset) -> "TensorData | None":
+    """The :class:`TensorData` that ``dataset``'s chain of torch's own :class:`~torch.utils.data.Subset` reads
+    through its ``__getitems__`` (what :func:`~torch.utils.data.random_split` makes), else ``None``."""
+    while isinstance(dataset, torch.utils.data.Subset):
+        if getattr(type(dataset), "__getitems__", None) is not torch.utils.data.Subset.__getitems__:
+            return None
+        dataset = dataset.dataset
+    return dataset if getattr(type(dataset), "__getitems__", None) is TensorData.__getitems__ else None
+
+
+def _subset_indices(dataset: torch.utils.data.Subset, indices: torch.Tensor) -> list:
+    """``indices`` of ``dataset`` as the indices of the dataset under its Subsets, composed as each
+    ``Subset.__getitems__`` composes them (``subset.indices[i]``)."""
+    rows = indices.tolist()
+    while isinstance(dataset, torch.utils.data.Subset):
+        rows = [dataset.indices[i] for i in rows]
+        dataset = dataset.dataset
+    return rows
 
 
 def _surely_finite(t: torch.Tensor) -> bool:
