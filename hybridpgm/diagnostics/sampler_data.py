@@ -262,24 +262,27 @@ def from_importance(log_weights: torch.Tensor, samples: Mapping[str, torch.Tenso
 
 def _seed(generator: Any, what: str) -> int:
     """A seed for the call's randomness: drawn from ``generator`` (a :class:`torch.Generator`), from torch's global
-    CPU stream (``None``), or an int seed itself (deprecated, see :func:`_int_seed`)."""
+    CPU stream (``None``), or an int seed itself (deprecated, see :func:`_int_seed`).  Drawn on the CPU whatever
+    :func:`torch.set_default_device` says (a CPU generator's, the global CPU stream's; no device read)."""
     if generator is None or isinstance(generator, torch.Generator):
-        return int(torch.randint(2**62, (), generator=generator))
-    return _int_seed(generator, what)
+        return int(torch.randint(2**62, (), generator=generator, device="cpu"))
+    return _int_seed(generator, what, same_draws=False)
 
 
-def _int_seed(seed: Any, what: str) -> int:
+def _int_seed(seed: Any, what: str, same_draws: bool = True) -> int:
     """``seed``, an int seed, with a :class:`FutureWarning` naming ``torch.Generator().manual_seed(seed)``, the
     library's one spelling; :class:`ConfigError` naming ``what`` for anything else (a ``bool``, a float, a string)
     and for an integer torch does not take as a seed (:func:`~hybridpgm.checks.seed_of`: outside
-    ``[-2**63, 2**64)``)."""
+    ``[-2**63, 2**64)``).  ``same_draws``: whether that generator draws as the int seed does (``from_mcmc``'s,
+    a seed drawn from the generator, does not: the warning says so)."""
     if as_integer(seed) is None:
         raise ConfigError(f"{what} must be a torch.Generator or None (or, deprecated, an int seed), got "
                           f"{type(seed).__name__} {seed!r:.60}")
     seed = seed_of(seed, what)
     warnings.warn(f"{what}={seed}: an int seed is deprecated and will be refused, as by every sampler of the "
-                  f"library; pass generator=torch.Generator().manual_seed({seed}) (None, the default now, draws "
-                  "from torch's global stream)", FutureWarning, stacklevel=users_stacklevel())
+                  f"library; pass generator=torch.Generator().manual_seed({seed})"
+                  f"{'' if same_draws else ', whose draws are not those of the int seed,'} (None, the default now, "
+                  "draws from torch's global stream)", FutureWarning, stacklevel=users_stacklevel())
     return seed
 
 

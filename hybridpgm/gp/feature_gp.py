@@ -18,7 +18,8 @@ from hybridpgm.portable_result import PortableResult
 from hybridpgm.tensor_arguments import require_tensor
 
 __all__ = ["FeatureGP", "GPPrediction", "check_gp_dtype", "check_grid_bounds", "check_inputs", "check_module",
-           "check_inputs_deferred", "check_targets", "check_training_batch", "default_kernel", "grid_kernel"]
+           "check_inputs_deferred", "check_targets", "check_training_batch", "default_kernel", "extractor_input_dtype",
+           "grid_kernel"]
 
 #: KISS-GP grids with more points than this are refused (memory ~ grid points).
 MAX_GRID_POINTS = 2**20
@@ -348,3 +349,11 @@ def check_inputs_deferred(x: torch.Tensor, example_shape: tuple[int, ...] | None
     """
     x = check_inputs(x, example_shape, name, finite=False, dtype=dtype, device=device, widen=widen, defer=True)
     return defer_finite(x, name)
+
+
+def extractor_input_dtype(extractor: torch.nn.Module, gp_dtype: torch.dtype) -> torch.dtype:
+    """The floating dtype inputs of ``extractor`` are converted to (where exact): its floating parameters' one dtype
+    (an extractor that computes in another dtype than the GP and casts its features), else ``gp_dtype`` (no
+    parameters: the identity; parameters of several dtypes)."""
+    dtypes = {p.dtype for p in extractor.parameters() if p.is_floating_point()}
+    return dtypes.pop() if len(dtypes) == 1 else gp_dtype

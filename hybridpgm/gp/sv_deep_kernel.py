@@ -61,7 +61,8 @@ from hybridpgm.data.validation import check_num_data
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.gp.empty_batch import empty_mvn
 from hybridpgm.gp.extractor import extract_features
-from hybridpgm.gp.feature_gp import GPPrediction, check_grid_bounds, check_inputs_deferred, check_module, default_kernel
+from hybridpgm.gp.feature_gp import (GPPrediction, check_grid_bounds, check_inputs_deferred, check_module,
+                                     default_kernel, extractor_input_dtype)
 from hybridpgm.gp.grid_scaling import RunningScaleToGrid
 from hybridpgm.gp.kernel_checks import check_gp_parts
 from hybridpgm.gp.prediction_cache import clear_gpytorch_caches
@@ -182,9 +183,10 @@ class SVDeepKernelGP(SVOptions, SVPosterior, gpytorch.models.ApproximateGP):
         extractor must map ``... x B x example_shape`` to ``... x B x F``.
 
         :param x: inputs ``... x B x example_shape``, on the model's device; floating and ``bool`` inputs are
-            converted to the model's dtype (that of the inducing points) where that is exact (float32 into a
-            float64 model, ``bool`` as 0/1: :func:`~hybridpgm.data.validation.as_model_dtype`); integer inputs go
-            to the feature extractor as they are (an embedding's indices).
+            converted to the extractor's dtype (its parameters'; the inducing points' for one without) where that
+            is exact (float32 into a float64 model, ``bool`` as 0/1: :func:`~hybridpgm.data.validation.as_model_dtype`,
+            :func:`~hybridpgm.gp.feature_gp.extractor_input_dtype`); integers go to it as they are (an embedding's
+            indices).
         :raises DataError: ``x`` of the wrong shape, NaN/inf values, a floating dtype finer than the model's
             (float64 inputs of a float32 model), inputs the feature extractor cannot take, or (identity extractor)
             integer inputs.
@@ -194,8 +196,8 @@ class SVDeepKernelGP(SVOptions, SVPosterior, gpytorch.models.ApproximateGP):
         """
         inducing = self.variational_strategy.inducing_points
         floating = isinstance(x, torch.Tensor) and (x.is_floating_point() or x.dtype == torch.bool)  # ints as given
-        x = check_inputs_deferred(x, None, dtype=inducing.dtype if floating else None, device=inducing.device,
-                                  widen=True)  # converted where exact; finiteness: read with fit's step
+        x = check_inputs_deferred(x, None, dtype=extractor_input_dtype(self.feature_extractor, inducing.dtype)
+                                  if floating else None, device=inducing.device, widen=True)  # exact; finite: fit's
         known = self.example_shape
         if known is not None and (x.dim() <= len(known) or tuple(x.shape[x.dim() - len(known):]) != known):
             dims = ", ".join(map(str, known))
