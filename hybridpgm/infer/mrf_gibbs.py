@@ -32,6 +32,7 @@ From Colored Fields to Thin Junction Trees*, 2011.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
@@ -41,6 +42,7 @@ from hybridpgm.errors import ConfigError, DataError, EvidenceError
 from hybridpgm.graphs.factor_graph import FactorGraph
 from hybridpgm.graphs.flat_index_add import flat_index, index_add_rows
 from hybridpgm.graphs.gumbel_noise import log_exponential_
+from hybridpgm.graphs.mrf_score import factor_graph_score
 from hybridpgm.infer.mrf_colour_blocks import block_logits, colour_blocks
 from hybridpgm.infer.mrf_possible_bound import check_possible
 from hybridpgm.infer.vmap_rows import all_rows
@@ -104,8 +106,12 @@ class ChromaticGibbs:
 
     @staticmethod
     def _draw(logits: torch.Tensor, generator=None) -> torch.Tensor:
-        u = torch.rand(logits.shape, dtype=logits.dtype, device=logits.device, generator=generator)
-        return ChromaticGibbs._pick(logits, u)
+        # in at least float32: half uniforms are coarse near 1 (bfloat16's largest is 1 - 2^-8), which cut the
+        # noise's upper tail at 5.5 (float16: 7.6): a state of logit -6 below the other was drawn 0.00146 of the
+        # time for softmax's 0.00247 (review B); float32 and float64 draw the bits they drew
+        u = torch.rand(logits.shape, dtype=torch.promote_types(logits.dtype, torch.float32), device=logits.device,
+                       generator=generator)
+        return ChromaticGibbs._pick(logits.to(u.dtype), u)
 
     @staticmethod
     def _pick(logits: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
@@ -136,8 +142,9 @@ class ChromaticGibbs:
             variable shows it (:func:`~hybridpgm.infer.mrf_possible_bound.impossible_rows`), else after them where
             a kept sweep (the last, or each one the trace keeps) met a variable with no state of finite score given
             its neighbours (one on-device flag per colour, read once: a chain in a state of probability zero, whose
-            argmax over ``-inf`` logits would have drawn state 0 whatever the evidence).  Each check is one host
-            read, deferred inside :func:`~hybridpgm.fit`'s step.
+            argmax over ``-inf`` logits would have drawn state 0 whatever the evidence) and a kept state scores
+            ``-inf`` (a later colour's step may leave such a state).  Each check is one host read, deferred inside
+            :func:`~hybridpgm.fit`'s step.
         """
         num_chains = sample_count(num_chains, "ChromaticGibbs num_chains")
         generator = generator_or_none(generator, "ChromaticGibbs generator")
@@ -167,13 +174,17 @@ class ChromaticGibbs:
                     x[:, :, block.variables] = self._draw(logits, generator)
                 if return_trace and kept:
                     trace.append(x.clone())
-            _check_kept(fg, blocks, dead)
+            _check_kept(fg, blocks, dead, trace[0] if return_trace else x)  # the first kept state (see there)
         return torch.stack(trace) if return_trace else x
 
 
-def _check_kept(fg: FactorGraph, blocks: list, dead: list) -> None:
+def _check_kept(fg: FactorGraph, blocks: list, dead: list, first: torch.Tensor) -> None:
     """Raise :class:`~hybridpgm.errors.EvidenceError` where a kept sweep's step found a variable with no state of
-    finite score given its neighbours (``dead``: ``[B, V_c]`` per colour, ``None`` for a colour of no step).
+    finite score given its neighbours (``dead``: ``[B, V_c]`` per colour, ``None`` for a colour of no step) and the
+    first kept state (``first``: ``[N, B, V]``) scores :math:`-\\infty`: a later colour's step may leave the state of
+    probability zero such a step met (a unary-drawn start breaking a hard constraint), whose sweep then ends in a
+    state of positive probability.  A chain in a state of finite score stays in one (each step then has a finite
+    state, its current one, and draws one), so the first kept state is the one to score: one gather per factor.
 
     A sweep with no such step ends in a state of finite score (each factor is finite at the step of the last of its
     variables to be drawn, whose logits hold it), so every state returned is then one of positive probability that
@@ -184,6 +195,9 @@ def _check_kept(fg: FactorGraph, blocks: list, dead: list) -> None:
     if not flags or not fg.batch_size:
         return
     bad = torch.cat([d for _, d in flags], -1)  # [B, V'] in the blocks' order of variables
+    flat = dataclasses.replace(fg, batch_shape=torch.Size([fg.batch_size]))  # states hold B flattened
+    ends = (factor_graph_score(flat, first) == -math.inf).any(0)  # [B]: a chain's first kept state scores -inf
+    bad = bad & ends[:, None]
 
     def error(rows: torch.Tensor, where: str = "") -> EvidenceError:
         order = torch.cat([v for v, _ in flags]).tolist()
