@@ -15,11 +15,11 @@ __all__ = ["empty_mvn"]
 
 
 def empty_mvn(h: torch.Tensor) -> gpytorch.distributions.MultivariateNormal:
-    """The multivariate normal over no values at features ``h`` (``... x 0 x F``): mean ``... x 0`` and covariance
-    ``... x 0 x 0`` of zeros, in ``h``'s dtype and on its device (its ``log_prob`` of an empty vector is 0, its
+    """The multivariate normal over no values at features ``h`` (``[*B, 0, F]``): mean ``[*B, 0]`` and covariance
+    ``[*B, 0, 0]`` of zeros, in ``h``'s dtype and on its device (its ``log_prob`` of an empty vector is 0, its
     samples are empty).
 
-    :param h: features of shape ``... x 0 x F``.
+    :param h: features of shape ``[*B, 0, F]``.
     """
     batch = h.shape[:-2]
     return gpytorch.distributions.MultivariateNormal(h.new_zeros(*batch, 0), h.new_zeros(*batch, 0, 0))
