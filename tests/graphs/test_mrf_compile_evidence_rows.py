@@ -7,14 +7,7 @@ import torch
 
 from hybridpgm.errors import EvidenceError
 from hybridpgm.graphs import BayesNet, MarkovNet, cpd
-
-
-def _net():
-    g = torch.Generator().manual_seed(3)
-    m = MarkovNet({"a": 2, "b": 3, "c": 2})
-    m.add_factor("ab", ["a", "b"], torch.randn(2, 3, generator=g, dtype=torch.float64))
-    m.add_factor("bc", ["b", "c"], torch.randn(3, 2, generator=g, dtype=torch.float64))
-    return m
+from tests.graphs.test_mrf_compile_evidence import _net  # the chain a - b - c of cardinalities 2, 3, 2
 
 
 QUERIES = {
