@@ -14,6 +14,7 @@ The built-in base of each kind:
 - :class:`RuntimeError` and :class:`FileNotFoundError`: :class:`CheckpointNotFoundError` (a
   :class:`CheckpointError`);
 - :class:`ValueError` and :class:`AttributeError`: :class:`FixedOptionError` (a :class:`ConfigError`);
+- :class:`NotImplementedError` (a :class:`RuntimeError`): :class:`UnsupportedQueryError`;
 - :class:`KeyboardInterrupt`: :class:`TrainingInterrupted` (not a :class:`HybridPGMError`, see there).
 
 A file or folder that does not exist (a model file, a checkpoint, a BIF file, a data set) raises the
@@ -57,6 +58,7 @@ __all__ = [
     "TrainingDivergedError",
     "TrainingInterrupted",
     "TrainingWarning",
+    "UnsupportedQueryError",
 ]
 
 
@@ -111,6 +113,13 @@ class DeviceError(HybridPGMError, RuntimeError):
     """A device was asked for that this machine does not have (for example
     ``device="cuda"`` without CUDA), or a tensor is on another device than the
     model.  A malformed device name is a :class:`ConfigError`."""
+
+
+class UnsupportedQueryError(HybridPGMError, NotImplementedError):
+    """A query a model does not answer: a property torch's interface declares that has no meaning for it (the
+    ``mean`` of a :class:`~hybridpgm.graphs.LinearChainCRF`'s label sequences).  The message names the model and
+    the query, and says what to use instead.  It is a :class:`NotImplementedError`, what torch raises for a
+    query a distribution does not define, so ``except NotImplementedError`` keeps catching it."""
 
 
 class ObjectiveError(HybridPGMError, ValueError):

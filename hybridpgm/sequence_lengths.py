@@ -11,14 +11,16 @@ __all__ = ["lengths_tensor"]
 
 
 def lengths_tensor(lengths, batch_shape: torch.Size, steps: int, device: torch.device, what: str,
-                   error: type[Exception]) -> torch.Tensor:
+                   error: type[Exception], lowest: int = 1) -> torch.Tensor:
     """``lengths`` as a tensor on ``device``: ``None`` is every sequence at its full length ``steps``
     (``[*batch_shape]`` of ``steps``, int64); a pandas ``Series`` gives its values
     (:func:`~hybridpgm.checks.torch_readable`), whatever its index.  The values themselves (integers in
-    ``1..steps``, their shape) are the caller's to check.
+    ``lowest..steps``, their shape) are the caller's to check.
 
     :param what: the call, as the messages name it (``"LinearChainCRF"``).
     :param error: the exception type for what torch cannot read as a tensor.
+    :param lowest: the shortest length the caller takes, as its messages name the range (default 1; 0 where an
+        empty sequence is defined).
     :raises error: ``lengths`` is not a tensor, a number, or a nested sequence of numbers."""
     if lengths is None:
         return torch.full(batch_shape, steps, dtype=torch.long, device=device)
@@ -26,5 +28,5 @@ def lengths_tensor(lengths, batch_shape: torch.Size, steps: int, device: torch.d
     try:
         return torch.as_tensor(lengths, device=device)
     except (TypeError, ValueError, RuntimeError):
-        raise error(f"{what}: lengths must be integers in 1..{steps}, got {type(lengths).__name__}"
+        raise error(f"{what}: lengths must be integers in {lowest}..{steps}, got {type(lengths).__name__}"
                     f" of dtype {getattr(lengths, 'dtype', None)}: {lengths!r:.60}") from None

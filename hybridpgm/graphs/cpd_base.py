@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from hybridpgm.checks import torch_readable
-from hybridpgm.errors import EvidenceError, ModelSpecError
+from hybridpgm.errors import DataError, EvidenceError, ModelSpecError
 from hybridpgm.train.deferred_checks import check_or_defer
 
 __all__ = ["CPD"]
@@ -43,6 +43,9 @@ class CPD(nn.Module):
     """
 
     cardinality: int | None = None
+    #: whether an infinite continuous input is refused (a network's: its logits would be NaN), where a linear
+    #: Gaussian's mean takes it (the row's density is 0, its log_prob -inf)
+    finite_inputs: bool = False
     parents: tuple[str, ...]
     node: str | None
     parent_cards: dict[str, int | None]
@@ -119,6 +122,8 @@ class CPD(nn.Module):
 
         :raises EvidenceError: an input that is absent or holds NaN, or inputs whose batch shapes do not
             broadcast (naming the node and the shapes).
+        :raises DataError: where :attr:`finite_inputs` (a network's CPD), an input that holds :math:`\\pm\\infty`,
+            naming the input, the node and the first such entry (its flag joins the NaN check's read).
         """
         if not self.inputs:
             return None
@@ -131,6 +136,9 @@ class CPD(nn.Module):
             if torch.is_floating_point(v):  # its flag joins the caller's one read (or fit's step's)
                 check_or_defer(~torch.isnan(v).any(), self._missing_input(name), "a continuous input has NaN",
                                EvidenceError)
+                if self.finite_inputs:  # a second flag, joining the same read
+                    check_or_defer(~torch.isinf(v).any(), self._infinite_input(name, v),
+                                   "a continuous input of a network is infinite", DataError)
             if v.dim() == 0:
                 v = v.reshape(1, 1)
             elif name in parents or v.dim() == 1:
@@ -150,6 +158,18 @@ class CPD(nn.Module):
         """The error of a continuous input ``name`` that holds NaN (built only on failure)."""
         def error() -> EvidenceError:
             return EvidenceError(f"continuous input '{name}' of node '{self.node}' has missing (NaN) values")
+        return error
+
+    def _infinite_input(self, name: str, value: torch.Tensor):
+        """The error of a continuous input ``name`` of a network that holds :math:`\\pm\\infty` (built only on
+        failure, when it reads ``value`` to name the first such entry)."""
+        def error() -> DataError:
+            bad = torch.isinf(value)
+            at = bad.nonzero()[0].tolist()
+            first = float(value[tuple(at)])
+            return DataError(f"continuous input '{name}' of node '{self.node}' holds {first} at index {at} "
+                             f"({int(bad.sum())} of {value.numel()} entries infinite): its network's logits "
+                             f"would be NaN; clip or drop such rows")
         return error
 
     def select(self, table: torch.Tensor, values: Mapping[str, torch.Tensor], event_dims: int = 0,

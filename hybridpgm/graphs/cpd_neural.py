@@ -53,12 +53,15 @@ class Neural(CPD):
     else of its continuous inputs, else torch's default dtype.  A lazy network
     (``nn.LazyLinear``) is initialised by the dry run when the node is added;
     with ``context`` inputs it is not run before data comes, and
-    :func:`hybridpgm.fit` asks to run it once on a batch first.
+    :func:`hybridpgm.fit` asks to run it once on a batch first.  A continuous input (parent or context) that
+    holds :math:`\\pm\\infty` raises :class:`~hybridpgm.errors.DataError` naming the input and the node (the
+    logits would be NaN), as one holding NaN raises :class:`~hybridpgm.errors.EvidenceError` (a missing value).
     """
 
     # the module named in saved model files and pickles, and where the class is documented: it moved out of
     # :mod:`hybridpgm.graphs.cpd`, which re-exports it, so files saved before the split load unchanged
     __module__ = "hybridpgm.graphs.cpd"
+    finite_inputs = True  # an infinite input is a DataError naming it, not NaN logits (torch's raw ValueError)
 
     def __init__(self, net: nn.Module, parents: Sequence[str] = (), cardinality: int = 2, *,
                  context: Sequence[str] = ()):

@@ -78,7 +78,7 @@ class LinearChainCRF(CRFSupport, CRFMarginals, Distribution, TorchDistributionMi
         ``transition[i, j]`` scores label ``i`` followed by ``j`` (-inf forbids the pair).
     :param torch.Tensor start: optional ``batch_shape + (L,)`` start scores.
     :param torch.Tensor end: optional ``batch_shape + (L,)`` end scores.
-    :param torch.Tensor lengths: optional ``batch_shape`` long, each in ``1..T`` (any integer dtype; with
+    :param torch.Tensor lengths: optional ``batch_shape`` long, each in ``0..T`` (any integer dtype; with
         validation on, a floating, complex or bool tensor raises :class:`~hybridpgm.errors.ModelSpecError`), on
         any device (it is copied to ``unary``'s: CPU lengths, as ``pack_padded_sequence`` wants them, are fine).
     :param validate_args: validation on (``True``) or off (``False``); ``None`` follows torch's global setting
@@ -88,9 +88,13 @@ class LinearChainCRF(CRFSupport, CRFMarginals, Distribution, TorchDistributionMi
         one host read per step).
     :raises ModelSpecError: a potential of a dtype that is not floating point (bool, integer, complex), naming it
         and its dtype; (with validation on) NaN or +inf in ``transition``, ``start``, ``end`` or in ``unary``
-        within a sequence's length, naming the index; a length outside ``1..T``, naming the first and its index.
+        within a sequence's length, naming the index; a length outside ``0..T``, naming the first and its index.
     :raises DeviceError: ``transition``, ``start`` or ``end`` on another device than ``unary`` (a
         :class:`CRFHead` left on the CPU behind a network moved to the GPU), naming the tensor and both devices.
+
+    An empty sequence (length 0) has one labelling, the empty one, of score 0 (it has no start or end label):
+    its log Z, :meth:`log_prob`, :meth:`score` and :meth:`entropy` are 0, its rows of :attr:`marginals` 0, and
+    :meth:`sample` and :meth:`argmax` give it zeros (padding), with validation on or off.
 
     The event shape is ``(T,)``; values are long label sequences.  With ``lengths``, the positions past a
     sequence's length are outside the distribution: :meth:`log_prob` ignores them (they may hold any integer),
@@ -222,9 +226,11 @@ class LinearChainCRF(CRFSupport, CRFMarginals, Distribution, TorchDistributionMi
         unary, transition, start, end = _working(self.unary, self.transition, self.start, self.end)  # sums of T
         s = unary.expand(shape + (T, L)).gather(-1, y.unsqueeze(-1)).squeeze(-1)
         s = torch.where(mask, s, 0.0).to(ACCUMULATE).sum(-1)  # padding may hold anything, -inf and NaN too
-        s = s + start.expand(shape + (L,)).gather(-1, y[..., :1]).squeeze(-1).to(ACCUMULATE)
-        last = (self.lengths - 1).expand(shape).unsqueeze(-1)
-        s = s + end.expand(shape + (L,)).gather(-1, y.gather(-1, last)).squeeze(-1).to(ACCUMULATE)
+        # an empty sequence (length 0) has neither a first nor a last label: no start or end score
+        ends = start.expand(shape + (L,)).gather(-1, y[..., :1]).squeeze(-1).to(ACCUMULATE)
+        last = (self.lengths - 1).clamp(min=0).expand(shape).unsqueeze(-1)
+        ends = ends + end.expand(shape + (L,)).gather(-1, y.gather(-1, last)).squeeze(-1).to(ACCUMULATE)
+        s = s + torch.where(self.lengths > 0, ends, 0.0)
         if T > 1:
             trans = transition.expand(shape + (L, L)).reshape(shape + (L * L,))
             pair = trans.gather(-1, y[..., :-1] * L + y[..., 1:])

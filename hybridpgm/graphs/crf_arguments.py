@@ -5,9 +5,9 @@ no tensor or not of a floating dtype (bool, integer, complex), shapes that do no
 and ``(L,)`` or whose batch shapes do not broadcast, potentials on different devices, and lengths that are no
 numbers; with validation on it also reads the values (the one host read of a valid CRF) and refuses NaN or
 :math:`+\\infty` in a potential (in ``unary`` within a sequence's length only: the padding may hold anything) and a
-length outside ``1..T``.  A :math:`-\\infty` score is allowed: it forbids a label or a transition.  Validation reads
-values, which :func:`torch.func.vmap`'s batched tensors cannot give: under ``vmap`` a validating CRF raises
-:class:`~hybridpgm.errors.ConfigError` with :data:`VMAP_VALIDATION`
+length outside ``0..T`` (0: an empty sequence).  A :math:`-\\infty` score is allowed: it forbids a label or a
+transition.  Validation reads values, which :func:`torch.func.vmap`'s batched tensors cannot give: under
+``vmap`` a validating CRF raises :class:`~hybridpgm.errors.ConfigError` with :data:`VMAP_VALIDATION`
 (:func:`~hybridpgm.transform_scope.vmap_reads_refused`).
 """
 
@@ -36,7 +36,7 @@ def checked_arguments(unary, transition, start, end, lengths, validate: bool):
     :param start: ``batch_shape + (L,)`` start scores, or ``None`` (zeros).
     :param end: ``batch_shape + (L,)`` end scores, or ``None`` (zeros).
     :param lengths: ``batch_shape`` sequence lengths (any integer dtype, any device), or ``None`` (all ``T``).
-    :param validate: also read the values (NaN, :math:`+\\infty`, lengths outside ``1..T``).
+    :param validate: also read the values (NaN, :math:`+\\infty`, lengths outside ``0..T``).
     :returns: ``(start, end, lengths, batch_shape)``: the boundary scores (zeros of ``unary``'s dtype for
         ``None``), the lengths as a tensor on ``unary``'s device (not yet converted to long, nor expanded) and the
         broadcast batch shape.
@@ -71,7 +71,8 @@ def checked_arguments(unary, transition, start, end, lengths, validate: bool):
         if t.device != unary.device:  # else torch's error from inside the recursions (or .item() on meta)
             raise DeviceError(f"LinearChainCRF: {name} is on device {t.device}, unary on device {unary.device}; "
                               f"put the potentials on one device (a CRFHead: head.to({str(unary.device)!r}))")
-    lengths = lengths_tensor(lengths, unary.shape[:-2], T, unary.device, "LinearChainCRF", ModelSpecError)
+    lengths = lengths_tensor(lengths, unary.shape[:-2], T, unary.device, "LinearChainCRF", ModelSpecError,
+                             lowest=0)
     try:
         batch_shape = torch.broadcast_shapes(unary.shape[:-2], transition.shape[:-2], start.shape[:-1],
                                              end.shape[:-1], lengths.shape)
@@ -85,18 +86,18 @@ def checked_arguments(unary, transition, start, end, lengths, validate: bool):
 
 
 def _check_values(unary, transition, start, end, lengths) -> None:
-    """Validation's reads: the lengths integers in ``1..T``, no NaN or :math:`+\\infty` in a potential (in
+    """Validation's reads: the lengths integers in ``0..T``, no NaN or :math:`+\\infty` in a potential (in
     ``unary`` within a sequence's length only).  One host read where all is well; the message's reads only
     where a check fails."""
     T = unary.shape[-2]
     if lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool:
         # every non-integer dtype (bfloat16 too), integer-valued or not: .long() would truncate silently
-        raise ModelSpecError(f"LinearChainCRF: lengths must be integers in 1..{T}, got dtype "
+        raise ModelSpecError(f"LinearChainCRF: lengths must be integers in 0..{T}, got dtype "
                              f"{lengths.dtype}")
-    outside = (lengths < 1) | (lengths > T)
+    outside = (lengths < 0) | (lengths > T)
     if bool(outside.any()):  # the one host read; the message's reads only where it fails
         pos = outside.nonzero()[0].tolist()
-        raise ModelSpecError(f"LinearChainCRF: lengths must be integers in 1..{T}, got "
+        raise ModelSpecError(f"LinearChainCRF: lengths must be integers in 0..{T}, got "
                              f"{int(lengths[tuple(pos)])} at index {pos} ({int(outside.sum())} of "
                              f"{outside.numel()} outside)")
     inside = (torch.arange(T, device=unary.device) < lengths[..., None])[..., None]  # padding is ignored

@@ -57,7 +57,7 @@ def forward_backward(forward, unary: torch.Tensor, transition: torch.Tensor, sta
     :param transition: ``batch_shape + (L, L)``.
     :param start: ``batch_shape + (L,)``.
     :param end: ``batch_shape + (L,)``.
-    :param lengths: ``batch_shape`` long lengths in ``1..T``.
+    :param lengths: ``batch_shape`` long lengths in ``0..T`` (an empty sequence's gradients are all 0).
     :param steps: whether to compute ``per_step`` (else it is None).
     :param weights: optional, a list that ``forward`` fills with the ``T - 1`` steps' weights
         :math:`e_t(i, j)` (the ``hook`` of :func:`~hybridpgm.graphs.crf_recursions.forward`, with ``attach``): used
@@ -87,8 +87,9 @@ def forward_backward(forward, unary: torch.Tensor, transition: torch.Tensor, sta
     above = transition - level
     # alphas past a length hold the one at length - 1: p(y_{n-1}) is read at the last step
     marginal = (alphas[-1] + end).softmax(-1)  # batch + (L,)
-    final, marginals, pairwise = marginal, [marginal], None
-    per_step = level[..., 0, 0].to(ACCUMULATE) * (lengths - 1) if steps else None
+    # an empty sequence (length 0) has no y_{n-1}: its row of p(y_{n-1}) is 0, as its rows of the marginals
+    final, marginals, pairwise = torch.where((lengths > 0)[..., None], marginal, 0.0), [marginal], None
+    per_step = level[..., 0, 0].to(ACCUMULATE) * (lengths - 1).clamp(min=0) if steps else None
     for t in range(T - 1, 0, -1):
         on = (t < lengths)[..., None]  # step t is within the sequence: the pair (y_{t-1}, y_t) exists
         if given:

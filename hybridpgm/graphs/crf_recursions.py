@@ -158,7 +158,8 @@ def forward(unary: torch.Tensor, transition: torch.Tensor, start: torch.Tensor, 
     :param transition: ``batch_shape + (L, L)`` transition scores.
     :param start: ``batch_shape + (L,)`` start scores.
     :param end: ``batch_shape + (L,)`` end scores.
-    :param lengths: ``batch_shape`` long lengths, each in ``1..T``.
+    :param lengths: ``batch_shape`` long lengths, each in ``0..T`` (an empty sequence, of length 0, has one
+        labelling, the empty one, of score 0 (no start or end score): its log Z is 0).
     :param hook: optional, with ``attach``: called with each step's ``batch_shape + (L, L)`` weights
         :math:`e_t(i, j) = \\exp(\\alpha_{t-1}(i) + A'_{ij} - \\max_k (\\alpha_{t-1}(k) + A'_{kj}))`, ``t = 1 ..
         T - 1`` (:math:`A'` the relative transitions of :func:`_relative`), as the normalised log-sum-exp computes
@@ -229,13 +230,15 @@ def forward(unary: torch.Tensor, transition: torch.Tensor, start: torch.Tensor, 
         alphas.append(alpha)
     # each sequence's last message (at its length - 1) and its shifts: one gather, no per-step masking
     alphas = _stack_steps(alphas)
-    index = (lengths - 1).expand(alphas.shape[1:-1])[None, ..., None].expand((1,) + alphas.shape[1:])
+    # an empty sequence (length 0) reads step 0 here, and its log Z is set to 0 below
+    index = (lengths - 1).clamp(min=0).expand(alphas.shape[1:-1])[None, ..., None].expand((1,) + alphas.shape[1:])
     last = alphas.gather(0, index)
     # the T shifts (~T x score together) summed in ACCUMULATE: batch scalars a step, cheap on any device
     total = total + torch.where(inside[..., None], _stack_steps(shifts), 0.0).to(ACCUMULATE).sum(0).squeeze(-1)
     final = last.squeeze(0) + end
     log_z = total + (_logsumexp_normalised(final, -1) if attach else torch.logsumexp(final, dim=-1)).to(ACCUMULATE)
     log_z = torch.where(log_z < neg / 2, float("-inf"), log_z)  # every labelling meets a -inf score
+    log_z = torch.where(lengths == 0, 0.0, log_z)  # an empty sequence: its one labelling, of score 0
     if not wide:
         log_z = log_z.to(unary.dtype)
     if not keep:
@@ -249,8 +252,9 @@ def viterbi(unary: torch.Tensor, transition: torch.Tensor, start: torch.Tensor, 
     """Viterbi decoding of scores already expanded to one ``batch_shape`` (shapes as :func:`forward`'s).
 
     :returns: ``(score, path)``: the ``batch_shape`` best score :math:`\\max_y s(y)` (below ``forbidden / 2``
-        where every labelling meets a -inf score) and the ``batch_shape + (T,)`` best label sequences, whose
-        positions past a sequence's length repeat its last label (the caller masks them).
+        where every labelling meets a -inf score; 0 for an empty sequence, of length 0) and the ``batch_shape +
+        (T,)`` best label sequences, whose positions past a sequence's length repeat its last label (the caller
+        masks them).
     """
     T, L = unary.shape[-2:]
     batch_shape = unary.shape[:-2]
@@ -276,5 +280,6 @@ def viterbi(unary: torch.Tensor, transition: torch.Tensor, start: torch.Tensor, 
     for ptr in reversed(pointers):
         y = ptr.gather(-1, y.unsqueeze(-1)).squeeze(-1)
         out.append(y)
-    return (torch.stack(shifts).sum(0).squeeze(-1) + best + total).to(best.dtype), torch.stack(out[::-1], dim=-1)
+    score = (torch.stack(shifts).sum(0).squeeze(-1) + best + total).to(best.dtype)
+    return torch.where(lengths == 0, 0.0, score), torch.stack(out[::-1], dim=-1)  # the empty labelling: 0
 

@@ -91,7 +91,7 @@ def backward_sample(alphas: torch.Tensor, transition: torch.Tensor, end: torch.T
         ``keep``: each step's shifted by a per-sequence constant, padding steps holding the last one).
     :param transition: ``batch + (L, L)`` transition scores (-inf allowed).
     :param end: ``batch + (L,)`` end scores (-inf allowed).
-    :param lengths: ``batch`` long lengths, each in ``1..T``.
+    :param lengths: ``batch`` long lengths, each in ``0..T`` (an empty sequence's draw is all padding).
     :param shape: ``sample_shape + batch``: the draws.
 
     The noise is ``-log(-log U)``, ``U`` drawn by :func:`torch.rand` on ``alphas``' device and in its dtype from

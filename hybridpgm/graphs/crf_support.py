@@ -7,6 +7,11 @@ enumeration dim.  :class:`CRFSupport` says so: ``has_enumerate_support`` is ``Fa
 ``config_enumerate`` leaves such sites alone) and :meth:`~CRFSupport.enumerate_support`, which Pyro's
 enumeration calls for a marked site, raises a :class:`~hybridpgm.errors.ModelSpecError` naming the sizes and
 what to use instead, where torch's base class raised a bare ``NotImplementedError``.
+
+Labels are categories, not numbers: the mean and the variance of their indices (what torch's ``mean`` and
+``variance`` would be) mean nothing, and :attr:`~CRFSupport.mean` and :attr:`~CRFSupport.variance` raise
+:class:`~hybridpgm.errors.UnsupportedQueryError` (a ``NotImplementedError``, as torch's base class raised) naming
+what answers the question instead: the marginals :math:`p(y_t = l)` and the Viterbi labelling (``mode``).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import math
 
 from torch.distributions import constraints
 
-from hybridpgm.errors import ModelSpecError
+from hybridpgm.errors import ModelSpecError, UnsupportedQueryError
 
 __all__ = ["CRFSupport"]
 
@@ -54,3 +59,26 @@ class CRFSupport:
             f"the model reads the labels position by position; sample the labels in a guide (Pyro's ELBOs take a "
             f"score-function estimator for a discrete guide site); or draw S sequences in place of the enumeration "
             f"with infer={{'enumerate': 'parallel', 'num_samples': S}} under pyro.infer.TraceTMC_ELBO")
+
+    @property
+    def mean(self):
+        """Refused: labels are categories (see the module).
+
+        :raises UnsupportedQueryError: always, naming ``crf.marginals`` (``batch_shape + (T, L)`` :math:`p(y_t =
+            l)`, whose expectations are those of any function of one label) and ``crf.mode`` / ``crf.argmax()``."""
+        raise UnsupportedQueryError(self._no_moment("mean"))
+
+    @property
+    def variance(self):
+        """Refused, as :attr:`mean`.
+
+        :raises UnsupportedQueryError: always, naming what to use instead, as :attr:`mean`."""
+        raise UnsupportedQueryError(self._no_moment("variance"))
+
+    def _no_moment(self, what: str) -> str:
+        T, L = self.unary.shape[-2:]
+        return (f"LinearChainCRF has no {what}: its values are sequences of {T} labels in 0..{L - 1}, categories "
+                f"whose indices have no meaningful {what}. Use crf.marginals (batch_shape + (T, L) probabilities "
+                f"p(y_t = l); the expectation of any function f of one label is (crf.marginals * f).sum(-1)), "
+                f"crf.pairwise_marginals for pairs of neighbours, or crf.mode / crf.argmax() (Viterbi) for the "
+                f"most probable labelling")

@@ -56,7 +56,7 @@ from typing import Callable
 import torch
 
 from hybridpgm.checks import damping_of, flag, positive_int, positive_real
-from hybridpgm.errors import ModelSpecError
+from hybridpgm.errors import EvidenceError, ModelSpecError
 from hybridpgm.graphs.factor_graph import FactorGraph
 from hybridpgm.graphs.mrf_centring import centred_unary
 from hybridpgm.infer.bethe import bethe_log_z
@@ -351,13 +351,21 @@ class BeliefPropagation:
                         decode_fn)
 
 
-def _nan_messages(fg: FactorGraph, targets: torch.Tensor, step: int | None) -> ModelSpecError:
-    """The error for NaN messages, naming the variable the first one goes to (``targets``: their variables).
+def _nan_messages(fg: FactorGraph, targets: torch.Tensor, step: int | None) -> ModelSpecError | EvidenceError:
+    """The error for NaN messages, naming the variable the first one goes to (``targets``: their variables); an
+    :class:`~hybridpgm.errors.EvidenceError` naming the evidence where the evidence is impossible through a chain
+    of factors (:func:`~hybridpgm.infer.mrf_possible_bound.impossible_evidence_error`: hard constraints written
+    as ``finfo.min`` that the evidence contradicts make the messages NaN).
 
     A :class:`FactorGraph` built by hand with ``-inf`` log-potentials (its contract asks for finite ones;
     :class:`~hybridpgm.graphs.MarkovNet` refuses them) makes NaN at once: a message :math:`m_{f \\to v}(x) = -\\infty`
     meets itself in :math:`n_{v \\to f} = b_v - m_{f \\to v}`, :math:`-\\infty - (-\\infty)`.  The error says so
     (a host read on the error path only)."""
+    from hybridpgm.infer.mrf_possible_bound import impossible_evidence_error  # it imports from hybridpgm.infer
+
+    impossible = impossible_evidence_error(fg, "BeliefPropagation")
+    if impossible is not None:
+        return impossible
     v = int(targets[0]) if targets.numel() else 0
     when = f" at step {step}" if step is not None else ""
     tables = [fg.unary] + [g.log_potentials for g in fg.groups]

@@ -64,7 +64,7 @@ from dataclasses import dataclass
 import torch
 
 from hybridpgm.checks import check_device, damping_of, positive_int, positive_real
-from hybridpgm.errors import DataError, ModelSpecError
+from hybridpgm.errors import DataError, EvidenceError, ModelSpecError
 from hybridpgm.graphs.factor_graph import FactorGraph, expected_factor, scatter_to_variables
 from hybridpgm.graphs.mrf_centring import centred_graph
 from hybridpgm.infer.mrf_colour_blocks import block_field, block_tables, colour_blocks
@@ -268,10 +268,18 @@ def _sweep(q: torch.Tensor, blocks: list, tables: list, thetas: tuple, damping: 
 
 
 def _first_divergence(fg: FactorGraph, start: torch.Tensor, sweep: tuple, last: int,
-                      found: torch.Tensor) -> ModelSpecError:
-    """The error for the NaN ``q`` ``found`` after sweep ``last``.  On this error path only, the sweeps run again
-    from ``start``, every colour update read, to name the variable of the first update that gave a NaN: one with
-    no finite field (a NaN spreads to its neighbours' updates, colour by colour, sweep by sweep)."""
+                      found: torch.Tensor) -> ModelSpecError | EvidenceError:
+    """The error for the NaN ``q`` ``found`` after sweep ``last``: an :class:`~hybridpgm.errors.EvidenceError`
+    naming the evidence where it is impossible, through a chain of factors too
+    (:func:`~hybridpgm.infer.mrf_possible_bound.impossible_evidence_error`), else a ModelSpecError.  For the
+    latter, on this error path only, the sweeps run again from ``start``, every colour update read, to name the
+    variable of the first update that gave a NaN: one with no finite field (a NaN spreads to its neighbours'
+    updates, colour by colour, sweep by sweep)."""
+    from hybridpgm.infer.mrf_possible_bound import impossible_evidence_error
+
+    impossible = impossible_evidence_error(fg, "MeanField")
+    if impossible is not None:
+        return impossible
     blocks, tables, thetas, damping, may_write = sweep
     with torch.no_grad():
         q = start.detach().clone()

@@ -30,15 +30,17 @@ def _check_possible(fg: FactorGraph, score: torch.Tensor, query: str | None) -> 
     if query is None:
         return
     impossible = score.detach() == -math.inf
+    check_or_defer(~impossible.any(), lambda: impossible_error(fg, impossible, query), f"{query}: the evidence has "
+                   "probability zero (every assignment it allows scores -inf)", EvidenceError)
 
-    def error() -> EvidenceError:
-        rows = impossible.nonzero().flatten().tolist()
-        valid, cards = fg.valid[rows[0]], fg.cardinalities.tolist()
-        seen = [f"{fg.names[v]}={int(valid[v, :c].nonzero()[0])}" for v, c in enumerate(cards)
-                if c > 1 and int(valid[v, :c].sum()) == 1]
-        evidence = ", ".join(seen) if seen else "none"
-        return EvidenceError(f"{query}: the evidence of model(s) {rows[:10]} has probability zero (model {rows[0]}: "
-                             f"evidence {evidence}): every assignment it allows scores -inf")
 
-    check_or_defer(~impossible.any(), error, f"{query}: the evidence has probability zero (every assignment it "
-                   "allows scores -inf)", EvidenceError)
+def impossible_error(fg: FactorGraph, impossible: torch.Tensor, query: str) -> EvidenceError:
+    """The :class:`~hybridpgm.errors.EvidenceError` of :func:`_check_possible` for the ``[B]`` bool rows
+    ``impossible`` (some true), naming them and the first one's evidence (host reads: an error path)."""
+    rows = impossible.nonzero().flatten().tolist()
+    valid, cards = fg.valid[rows[0]], fg.cardinalities.tolist()
+    seen = [f"{fg.names[v]}={int(valid[v, :c].nonzero()[0])}" for v, c in enumerate(cards)
+            if c > 1 and int(valid[v, :c].sum()) == 1]
+    evidence = ", ".join(seen) if seen else "none"
+    return EvidenceError(f"{query}: the evidence of model(s) {rows[:10]} has probability zero (model {rows[0]}: "
+                         f"evidence {evidence}): every assignment it allows scores -inf")

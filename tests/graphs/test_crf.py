@@ -121,7 +121,7 @@ def test_plate_broadcasts_an_unbatched_crf():
     (dict(transition=torch.full((2, 2), float("inf"))), "transition.*NaN or inf"),
     (dict(transition=torch.zeros(3, 3)), "transition must end in"),
     (dict(unary=torch.zeros(2)), "unary must be"),
-    (dict(lengths=torch.tensor(0)), "lengths"),
+    (dict(lengths=torch.tensor(-1)), "lengths"),  # 0, an empty sequence, is taken (test_crf_empty.py)
     (dict(lengths=torch.tensor(2)), "lengths"),
     (dict(start=torch.zeros(3)), "start"),
 ])
@@ -310,7 +310,7 @@ def test_marginals_with_grad_enabled_are_differentiable_like_brute_force_enumera
     torch.tensor([1 + 0j, 3 + 0j]),
 ])
 def test_lengths_of_a_non_integer_dtype_are_refused(lengths):
-    with pytest.raises(ModelSpecError, match=re.escape(f"lengths must be integers in 1..3, got dtype {lengths.dtype}")):
+    with pytest.raises(ModelSpecError, match=re.escape(f"lengths must be integers in 0..3, got dtype {lengths.dtype}")):
         LinearChainCRF(torch.randn(2, 3, 4), torch.randn(4, 4), lengths=lengths)
 
 
@@ -329,7 +329,7 @@ def test_numpy_potentials_labels_and_object_lengths_raise_named_errors():
         LinearChainCRF(u.numpy(), tr)
     with pytest.raises(ModelSpecError, match="transition must be a torch.Tensor .* got ndarray"):
         LinearChainCRF(u, tr.numpy())
-    with pytest.raises(ModelSpecError, match="lengths must be integers in 1..4, got ndarray of dtype object"):
+    with pytest.raises(ModelSpecError, match="lengths must be integers in 0..4, got ndarray of dtype object"):
         LinearChainCRF(u, tr, lengths=np.array([2, 3, 1], dtype=object))
     crf = LinearChainCRF(u, tr)
     labels = torch.randint(0, 2, (3, 4), generator=torch.Generator().manual_seed(1))
@@ -347,13 +347,13 @@ def test_crf_head_repr_names_its_labels_and_boundary():
 
 
 @pytest.mark.parametrize("lengths, first, index, count", [
-    (torch.tensor([4, 0, 2]), 0, [1], 1),  # a length 0
+    (torch.tensor([4, -2, 2]), -2, [1], 1),  # a negative length (0, an empty sequence, is taken)
     (torch.tensor([4, 3, 5]), 5, [2], 1),  # past T
     (torch.tensor([[4, 9], [-1, 2]]), 9, [0, 1], 2),  # the first in row-major order, of two
 ])
-def test_a_length_outside_1_to_T_is_named_with_its_index(lengths, first, index, count):
+def test_a_length_outside_0_to_T_is_named_with_its_index(lengths, first, index, count):
     """Before, the message said "lengths must be integers in 1..4" and named neither the value nor its row."""
     u = torch.zeros(lengths.shape + (4, 2))
-    message = f"lengths must be integers in 1..4, got {first} at index {index} ({count} of {lengths.numel()} outside)"
+    message = f"lengths must be integers in 0..4, got {first} at index {index} ({count} of {lengths.numel()} outside)"
     with pytest.raises(ModelSpecError, match=re.escape(message)):
         LinearChainCRF(u, torch.zeros(2, 2), lengths=lengths, validate_args=True)

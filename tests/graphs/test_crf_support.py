@@ -7,7 +7,7 @@ import pytest
 import torch
 from pyro.infer import TraceEnum_ELBO, config_enumerate, infer_discrete
 
-from hybridpgm.errors import ModelSpecError
+from hybridpgm.errors import HybridPGMError, ModelSpecError
 from hybridpgm.graphs import CRFHead, LinearChainCRF
 
 
@@ -72,3 +72,16 @@ def test_the_crf_says_it_has_no_enumerable_support_so_config_enumerate_leaves_it
     tr = pyro.poutine.trace(model).get_trace()
     assert tr.nodes["c"]["infer"].get("enumerate") == "parallel"
     assert tr.nodes["y"]["infer"].get("enumerate") is None
+
+
+@pytest.mark.parametrize("query", ["mean", "variance", "stddev"])
+def test_mean_and_variance_raise_a_named_not_implemented_error(query):
+    """Before, torch's bare ``NotImplementedError`` (no message); now an UnsupportedQueryError, still a
+    NotImplementedError, that names the marginals and the mode.  The mode is Viterbi's labelling."""
+    crf = LinearChainCRF(torch.randn(2, 5, 3, generator=torch.Generator().manual_seed(0)), torch.zeros(3, 3))
+    name = "mean" if query == "mean" else "variance"  # torch's stddev is variance.sqrt()
+    with pytest.raises(NotImplementedError, match=f"LinearChainCRF has no {name}: its values are sequences of 5 "
+                       r"labels in 0..2.*crf\.marginals.*crf\.mode") as info:
+        getattr(crf, query)
+    assert type(info.value).__name__ == "UnsupportedQueryError" and isinstance(info.value, HybridPGMError)
+    assert torch.equal(crf.mode, crf.argmax())

@@ -169,13 +169,16 @@ def test_an_init_with_mass_only_on_states_a_variable_cannot_take_is_refused():
         MeanField(num_iters=3)(fg, init=init)
 
 
-def test_mean_field_names_a_variable_left_with_no_finite_field():
+def test_mean_field_names_impossible_evidence_that_leaves_a_variable_with_no_finite_field():
     """The audit's impossible evidence (finfo.min penalties summing to -inf on both states of b): q was NaN and
-    the bound NaN; now a named error from the engine (``MarkovNet.marginals`` refuses that evidence before the
-    sweeps, with the exact queries' EvidenceError: tests/graphs/test_mrf_impossible_evidence.py)."""
-    from hybridpgm.errors import ModelSpecError
+    the bound NaN; then the engine's ModelSpecError naming b; now (session 38) the exact queries' EvidenceError
+    naming the evidence, as ``MarkovNet.marginals`` raises before the sweeps
+    (tests/graphs/test_mrf_impossible_evidence.py; a model impossible without evidence still gets the
+    ModelSpecError: tests/infer/test_mean_field_host_reads.py)."""
+    from hybridpgm.errors import EvidenceError
     from tests.infer.test_mrf_exact import _impossible_triangle
 
     mrf, ev = _impossible_triangle()
-    with pytest.raises(ModelSpecError, match=r"variable 'b' \(model 0\)"):
+    with pytest.raises(EvidenceError, match=r"MeanField: the evidence of model\(s\) \[0\] has probability zero "
+                                            r"\(model 0: evidence a=0, c=1\)"):
         MeanField()(mrf.factor_graph(ev))
