@@ -14,6 +14,8 @@ and gradient steps on it learn the CPDs from incomplete data.  It relies on the 
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pyro
 import pyro.distributions as dist
@@ -32,6 +34,7 @@ from hybridpgm.handler_scope import isolated_from_handlers
 from hybridpgm.module_registration import registers_once
 from hybridpgm.param_store_scope import own_param_store
 from hybridpgm.train.deferred_checks import checks_read_once
+from hybridpgm.train.update_scope import weighted_per_update
 from hybridpgm.transform_scope import vmap_reads_refused
 
 __all__ = ["BayesNetModel"]
@@ -140,12 +143,13 @@ class BayesNetModel:
         plate.check(n)  # refuses a caller's plate of another size
         weight = prior_weight(plate.full_size(num_data), n)
         cpds = self._cpd_map  # registered on entry (registers_once)
-        for v, c in cpds.items():
-            if getattr(c, "prior", None) is not None:
-                pyro.factor(f"{prefix}{v}_prior", plate.prior_factor(c.log_prior() * weight, n))
+        with weighted_per_update():  # weighted here: SVIObjective does not give these its global sites' share too
+            for v, c in cpds.items():
+                if getattr(c, "prior", None) is not None:
+                    pyro.factor(f"{prefix}{v}_prior", plate.prior_factor(c.log_prior() * weight, n))
         x: dict = {}
         enum = {"enumerate": "parallel"}
-        observed = self._observed_columns(cols)
+        observed = self._observed_of(cols)
         self._check_site_names(observed, prefix)
         enumerated = self._zero_checks()  # records the enumerated sites, for the checks of impossible rows
         barren = BarrenRows(self._dag_index().children, self._order, observed, enumerated, prefix)
@@ -319,7 +323,8 @@ class BayesNetModel:
         missing = [v for v in self.nodes if v not in cols]
         if missing:
             raise DataError(f"log_prob needs every node; missing {missing}")
-        incomplete = [v for v, (_, observed) in self._observed_columns(cols).items() if observed is not None]
+        observed = self._observed_columns(cols)  # the one read of the pattern: the model below reuses it
+        incomplete = [v for v, (_, seen) in observed.items() if seen is not None]
         if incomplete:
             raise DataError(f"log_prob scores complete rows; columns {incomplete} have missing entries "
                             "(NaN or -1): log_evidence sums them out")
@@ -327,7 +332,7 @@ class BayesNetModel:
         if rows == 0:  # no row to score (a Pyro plate cannot be empty): [0], as log_evidence and MarkovNet answer
             self._rows(cols, self._inputs(inputs, rows), None)  # refuses context inputs of another row count
             return torch.zeros(0, dtype=self.dtype, device=self.device)
-        with self._scoring():  # a row of probability 0 scores -inf
+        with self._scoring(), self._observed_read(cols, observed):  # a row of probability 0 scores -inf
             tr = poutine.trace(self.model).get_trace(cols, None, inputs)
         # each site's log-density as Pyro's compute_log_prob takes it, without its per-site NaN/inf warnings (two
         # host reads per node): the values were checked, and a row with an infinite continuous value is -inf below
@@ -337,6 +342,25 @@ class BayesNetModel:
         if infinite:  # density 0 there (a child's mean at an infinite parent would give inf - inf = NaN)
             out = torch.where(torch.stack(infinite).any(0), out.new_tensor(-float("inf")), out)
         return out[..., 0] if single else out
+
+    @contextlib.contextmanager
+    def _observed_read(self, cols: dict, observed: dict):
+        """Within it, :meth:`model` of the very tensors ``cols`` takes ``observed`` (their
+        :meth:`_observed_columns`, read once by :meth:`_log_prob`) instead of reading the pattern again."""
+        previous = self.__dict__.get("_observed_given")
+        self.__dict__["_observed_given"] = (cols, observed)
+        try:
+            yield
+        finally:
+            self.__dict__["_observed_given"] = previous
+
+    def _observed_of(self, cols: dict) -> dict:
+        """:meth:`_observed_columns` of ``cols``; the pattern :meth:`_observed_read` hands over where ``cols`` holds
+        the very tensors it was read from (no second host read), else read here."""
+        given = self.__dict__.get("_observed_given")
+        if given is not None and given[0].keys() == cols.keys() and all(given[0][v] is t for v, t in cols.items()):
+            return given[1]
+        return self._observed_columns(cols)
 
 
 def _summed_as_is(fn, v):

@@ -167,10 +167,11 @@ class ShapeKeyedPrograms:
         replaced makes new ones)."""
         return self.model is model and self.guide is guide and self.elbo is elbo
 
-    def _copy_for(self, args: tuple, kwargs: dict) -> ELBO:
-        """The private copy of the ELBO for this batch's signature and the ELBO's present settings, made (and the
-        least recently used dropped beyond :data:`MAX_SHAPES`) on the first batch of that signature."""
-        key = (batch_signature(args), kwargs_signature(kwargs), elbo_signature(self.elbo))
+    def _copy_for(self, args: tuple, kwargs: dict, extra: Any = None) -> ELBO:
+        """The private copy of the ELBO for this batch's signature, the ELBO's present settings and ``extra`` (a
+        hashable value the traced programs depend on), made (and the least recently used dropped beyond
+        :data:`MAX_SHAPES`) on the first batch of that signature."""
+        key = (batch_signature(args), kwargs_signature(kwargs), elbo_signature(self.elbo), extra)
         clone = self.copies.get(key)
         if clone is not None:
             self.copies.move_to_end(key)
@@ -190,15 +191,18 @@ class ShapeKeyedPrograms:
                               TrainingWarning, stacklevel=users_stacklevel())
         return clone
 
-    def differentiable_loss(self, args: tuple, kwargs: dict) -> torch.Tensor:
+    def differentiable_loss(self, args: tuple, kwargs: dict, key: Any = None) -> torch.Tensor:
         """The ELBO's ``differentiable_loss(model, guide, *args, **kwargs)`` through the private copy compiled for
         this batch's signature; for Pyro's ``JitTrace_ELBO``, ``loss.detach() + (surrogate - surrogate.detach())``
         (the loss's value with the surrogate's gradient, as the eager ``Trace_ELBO``; Pyro's own doubles the
         gradient of reparameterized sites).
 
         :param args: the programs' positional arguments (the batch).
-        :param kwargs: their keyword arguments (plain values: Pyro keys its compiled functions on them too)."""
-        clone = self._copy_for(args, kwargs)
+        :param kwargs: their keyword arguments (plain values: Pyro keys its compiled functions on them too).
+        :param key: a hashable value the compiled function depends on besides the batch's shapes (the share of the
+            update :class:`~hybridpgm.infer.global_share.GlobalShare` gives the global sites: a traced scale is a
+            constant), ``None`` for none."""
+        clone = self._copy_for(args, kwargs, key)
         if _keeps_pyros_differentiable_loss(clone):
             loss, surrogate = clone.loss_and_surrogate_loss(self.model, self.guide, *args, **kwargs)
             value = warn_if_nan(loss.detach(), "loss")  # as Pyro's differentiable_loss does

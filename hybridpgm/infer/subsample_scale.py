@@ -36,6 +36,7 @@ import pyro.poutine as poutine
 import torch
 
 from hybridpgm.errors import ConfigError
+from hybridpgm.infer.global_share import sites_outside_batch_plates
 from hybridpgm.infer.particle_probe import probing
 
 __all__ = ["check_plate_scale", "scaled_batch_plate", "subsample_factor"]
@@ -93,7 +94,7 @@ def _outermost(stack) -> Any:
 
 
 def check_plate_scale(model: Callable, guide: Callable, args: tuple, kwargs: dict, batch: int, *,
-                      objective: str, modules: Iterable[torch.nn.Module] = ()) -> None:
+                      objective: str, modules: Iterable[torch.nn.Module] = ()) -> frozenset[str] | None:
     """Raise :class:`~hybridpgm.errors.ConfigError` when ``per_example=True`` would divide a full-data estimate
     by the batch size (see the module docstring).
 
@@ -109,6 +110,8 @@ def check_plate_scale(model: Callable, guide: Callable, args: tuple, kwargs: dic
     :param int batch: :math:`B`, the batch's number of examples (what ``per_example`` divides by).
     :param str objective: the objective's name for the message (``"SVIObjective"``).
     :param modules: modules the programs use besides those behind ``model`` and ``guide``.
+    :returns: the sample sites of the probe outside every plate of ``batch`` elements
+        (:func:`~hybridpgm.infer.global_share.sites_outside_batch_plates`), ``None`` where the probe failed.
     :raises ConfigError: a sample site of the model or guide lies in a plate of ``batch`` rows subsampled from
         a larger full size; the message names the plate, its sizes and the fix (``per_example=False``).
     """
@@ -117,10 +120,10 @@ def check_plate_scale(model: Callable, guide: Callable, args: tuple, kwargs: dic
             guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
             model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
     except Exception:  # noqa: BLE001 - the step runs the same programs and raises their error with its context
-        return
+        return None
     found = scaled_batch_plate((("model", model_trace), ("guide", guide_trace)), batch)
     if found is None:
-        return
+        return sites_outside_batch_plates((guide_trace, model_trace), batch)
     program, plate, full = found
     raise ConfigError(
         f"{objective}: the {program}'s plate {plate!r} subsamples the batch's {batch} row(s) from {full} (its sites' "

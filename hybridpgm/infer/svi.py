@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Callable
 
 import pyro
@@ -13,6 +14,7 @@ from hybridpgm.checks import check_player, flag
 from hybridpgm.errors import ConfigError, DataError, ObjectiveError
 from hybridpgm.infer.autoguide_plates import AutoguideBatchingCheck, check_subsampled_autoguides
 from hybridpgm.infer.direct_trace_elbo import DirectTrace_ELBO
+from hybridpgm.infer.global_share import GlobalShare
 from hybridpgm.infer.iwae import IWAE
 from hybridpgm.infer.jit_shapes import ShapeKeyedPrograms, compiles_on_first_shape
 from hybridpgm.infer.particle_elbo import ParticleELBO, probing
@@ -23,6 +25,7 @@ from hybridpgm.precision_scope import autocast_states, autocast_switched
 from hybridpgm.summary_repr import model_guide_text
 from hybridpgm.train.batches import batch_size_of
 from hybridpgm.train.objective import elbo_settings
+from hybridpgm.train.update_scope import micro_batch_share
 
 __all__ = ["SVIObjective"]
 
@@ -49,6 +52,14 @@ class SVIObjective(AutoguideBatchingCheck):
     (:func:`~hybridpgm.infer.subsample_scale.check_plate_scale`) and refuses it: on its first batch, and again
     only on a batch smaller than any probed before (a plate of ``N`` rows shows no subsampling on a batch of
     all ``N``; it does on a smaller one), so at most a few times a run.
+
+    With ``per_example=True`` the sample sites outside every plate of the batch's size (the prior and guide terms
+    of a global latent: the weights of a network made Bayesian by :func:`~hybridpgm.bayesian_nn.bayesianize`, an
+    autoguide's global latents), found by name on that first probe, count once per optimizer update of
+    :func:`hybridpgm.fit`: each micro-batch of ``accumulate`` scales them by its share :math:`m_i / (B R)` of the
+    update over :math:`R` ranks (:mod:`~hybridpgm.infer.global_share`), so that ``accumulate`` and the number of
+    ranks do not change the update (before, such a term counted once per micro-batch and once per rank).  A batch
+    that is not split, on one process, and a call outside ``fit`` are left as they are.
 
     Under a Pyro JIT ELBO (``JitTrace_ELBO``, ``JitTraceEnum_ELBO``, ``JitTraceMeanField_ELBO``), which compiles
     once per number of arguments, the loss is computed by a private copy of the ELBO per shape of the batch, each
@@ -115,6 +126,8 @@ class SVIObjective(AutoguideBatchingCheck):
         self.model_kwargs = model_kwargs
         #: the smallest batch per_example's probe for a subsampled data plate has seen (None: not probed yet)
         self._smallest_probed: int | None = None
+        #: the sample sites outside the batch's plates, from per_example's first probe (None: not probed yet)
+        self._global_sites: frozenset[str] | None = None
         #: the programs and private copies of a Pyro JIT ELBO, made on its first batch (jit_shapes: one per shape)
         self._jit_programs: ShapeKeyedPrograms | None = None
 
@@ -207,8 +220,10 @@ class SVIObjective(AutoguideBatchingCheck):
                 # a probe on the first batch, and again only on a batch smaller than any probed: a plate of num_data
                 # rows looks unscaled on a batch of all of them, and shows its N / B on a smaller one (a short last
                 # batch, a micro-batch of accumulate); a comparison of two ints on every other step
-                check_plate_scale(self.model, self.guide, args, self.model_kwargs, size, objective="SVIObjective",
-                                  modules=(self.module,))
+                sites = check_plate_scale(self.model, self.guide, args, self.model_kwargs, size,
+                                          objective="SVIObjective", modules=(self.module,))
+                if getattr(self, "_global_sites", None) is None:  # the first probe's: the largest batch, mostly
+                    self._global_sites = sites
                 self._smallest_probed = size  # not after a refusal: the next call refuses again
         # max_plate_nesting is guessed here, once per objective (so once more in a resumed run), by a probe
         # trace that must leave no mark: no random numbers used up, no module buffer (batch-norm statistics)
@@ -218,17 +233,32 @@ class SVIObjective(AutoguideBatchingCheck):
         elif _guesses_plate_nesting(self.elbo):
             with probing(self.model, self.guide, self.module):
                 self.elbo._guess_max_plate_nesting(self.model, self.guide, args, self.model_kwargs)
+        scope = self._global_share()
+        with scope:
+            loss = self._elbo_loss(args, getattr(scope, "share", None))
+        return loss / size if self.per_example else loss
+
+    def _global_share(self) -> contextlib.AbstractContextManager:
+        """:class:`~hybridpgm.infer.global_share.GlobalShare` for the sites outside the batch's plates with the
+        micro-batch's share of ``fit``'s update, under ``per_example`` when that share is not 1 and there are such
+        sites; else no handler (a :class:`DirectTrace_ELBO` keeps its direct path)."""
+        share, sites = micro_batch_share(), getattr(self, "_global_sites", None)
+        if not self.per_example or share is None or share == 1.0 or not sites:
+            return contextlib.nullcontext()
+        return GlobalShare(sites, share)
+
+    def _elbo_loss(self, args: tuple, share: float | None) -> torch.Tensor:
+        """The ELBO's differentiable loss of the batch ``args`` (under the global sites' ``share``, None for none:
+        a Pyro JIT ELBO's compiled function keeps the scales it was traced with, so it is keyed by it too)."""
         states = autocast_states()
         if states and isinstance(self.elbo, TraceEnum_ELBO) and not isinstance(self.elbo, JitTraceEnum_ELBO):
-            loss = _contracted_without_autocast(self.elbo, states, self.model, self.guide, args, self.model_kwargs)
-        elif compiles_on_first_shape(self.elbo):  # keyed by the batch's shapes, not only its number of tensors
+            return _contracted_without_autocast(self.elbo, states, self.model, self.guide, args, self.model_kwargs)
+        if compiles_on_first_shape(self.elbo):  # keyed by the batch's shapes, not only its number of tensors
             programs = getattr(self, "_jit_programs", None)
             if programs is None or not programs.of(self.model, self.guide, self.elbo):
                 programs = self._jit_programs = ShapeKeyedPrograms(self.model, self.guide, self.elbo)
-            loss = programs.differentiable_loss(args, self.model_kwargs)
-        else:
-            loss = self.elbo.differentiable_loss(self.model, self.guide, *args, **self.model_kwargs)
-        return loss / size if self.per_example else loss
+            return programs.differentiable_loss(args, self.model_kwargs, key=share)
+        return self.elbo.differentiable_loss(self.model, self.guide, *args, **self.model_kwargs)
 
     def explain_nonfinite(self, player: str, batch: Any) -> str | None:
         """Why the loss of ``batch`` is NaN/inf, as the model's owner tells: the optional hook of the

@@ -45,6 +45,7 @@ import torch
 import torch.distributed as dist
 
 from hybridpgm.errors import ConfigError
+from hybridpgm.train.distributed_checks import collective_timeout_s, sparse_gradient_error
 
 __all__ = ["DEFAULT_TIMEOUT_S", "DistributedContext", "current", "differences"]
 
@@ -224,7 +225,13 @@ class DistributedContext:
         if self.world_size == 1:
             return extra
         local = [p.grad is not None for p in params]
-        parts = [(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params]
+        try:
+            parts = [(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params]
+        except (RuntimeError, NotImplementedError):  # a sparse gradient: named (no check on the dense path)
+            error = sparse_gradient_error(params, self.world_size)
+            if error is None:
+                raise
+            raise error from None
         if extra is not None:
             parts.append(extra.detach().reshape(-1))
         dtype = functools.reduce(torch.promote_types, (t.dtype for t in parts))
@@ -371,9 +378,5 @@ def _wait_for_idle_threads(names, timeout_s: float, poll_s: float = 0.01, quiet_
 
 
 def _timeout(timeout_s: float | None, backend: str) -> float:
-    if timeout_s is None:
-        env = os.environ.get("HYBRIDPGM_DIST_TIMEOUT")
-        timeout_s = float(env) if env else DEFAULT_TIMEOUT_S.get(str(backend), 300.0)
-    if not timeout_s > 0:
-        raise ConfigError(f"the collective timeout must be positive seconds, got {timeout_s!r}")
-    return float(timeout_s)
+    """The collective timeout (:func:`~hybridpgm.train.distributed_checks.collective_timeout_s`)."""
+    return collective_timeout_s(timeout_s, backend, DEFAULT_TIMEOUT_S)

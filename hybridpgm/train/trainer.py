@@ -34,7 +34,7 @@ from hybridpgm.train.callers_context import check_callers_context
 from hybridpgm.train.checkpoint import set_rng_state
 from hybridpgm.train.data_inputs import as_dataset, check_shards
 from hybridpgm.train.dataset_states import carried_dataset, load_dataset_state
-from hybridpgm.train.device import resolve_device
+from hybridpgm.train.distributed_checks import DATA_KEY, data_fingerprint, rank_device, refuse_sparse_gradients
 from hybridpgm.train.fit_end import _clear_gradients, fit_outcome, write_end_of_run
 from hybridpgm.train.fit_options import (
     callback_list,
@@ -111,7 +111,8 @@ def fit(
     :param objective: an :class:`~hybridpgm.train.objective.Objective`.
     :param data: a tensor ``N x ...``, a tuple (or list) of tensors sharing ``N`` (fields of one example), or a
         map-style :class:`torch.utils.data.Dataset` (one with ``state_dict``/``load_state_dict`` has its state
-        checkpointed and restored on resume).
+        checkpointed and restored on resume).  Under ``torchrun`` every rank passes the *whole* data set: ``fit``
+        shards it (ranks whose data differ: ``ConfigError``, :mod:`hybridpgm.train.distributed_checks`).
     :param epochs: passes over the data (per rank).  ``None`` (the default) is one pass without ``max_steps``,
         and no bound with it: ``fit(..., max_steps=1000)`` runs 1000 steps however many epochs that takes (as
         PyTorch Lightning's ``max_epochs`` does when ``max_steps`` is set).  Given with ``max_steps``, the run
@@ -141,8 +142,8 @@ def fit(
         player's loss of the step.
     :param precision: ``None``/``"fp32"``, ``"bf16"`` (autocast) or ``"fp16"`` (autocast and a gradient scaler per
         player, whose skipped steps count in ``FitResult.skipped_steps``: :mod:`hybridpgm.train.scaler_step`).
-    :param device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; under
-        ``torchrun`` each rank uses ``cuda:LOCAL_RANK`` (or the CPU with gloo).
+    :param device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; under ``torchrun`` each rank uses
+        ``cuda:LOCAL_RANK`` (the CPU with gloo), which ``device`` may name (another: ``ConfigError``).
     :param seed: seeds Pyro/torch/NumPy/Python RNGs and the data order; a run is reproducible given the seed.  An
         integer in ``[0, 2**32)``: ``fit`` seeds the global torch (CPU and CUDA), NumPy and Python RNGs from it
         (``pyro.set_rng_seed``, with the rank and the starting step mixed in) and leaves them where training left them
@@ -266,10 +267,11 @@ def fit(
     mode = resume_mode(resume, overwrite, checkpoint)
     context = distributed.current(collective_timeout)
     check_decomposable(objective, accumulate, context.world_size)
-    device = context.device if context.world_size > 1 else resolve_device(device)
+    device = rank_device(device, context.device, context.world_size)  # validated on every rank, as in one process
     autocast_for(precision, device)  # validates the name
     schedule = player_schedule(objective)
     module = objective.module.to(device)
+    refuse_sparse_gradients(module, f"{type(objective).__name__}.module", context.world_size)
     # a model in eval() as a whole trains (a warning names its frozen parts that switch); a training one's stay
     for note in (train_models_in_eval(module), batch_norm_warning(module, accumulate, context.world_size)):
         if note is not None and context.is_main:
@@ -292,7 +294,7 @@ def fit(
                             config=user_config, objective=objective, settings=checkpoint is not None)
         context.check_same("configuration", {  # skip_nonfinite too: the error path of a step is collective
             **config, "batch_size": batch_size, "epochs": epochs, "max_steps": max_steps,
-            "skip_nonfinite": skip_nonfinite,
+            "skip_nonfinite": skip_nonfinite, DATA_KEY: data_fingerprint(dataset, context.world_size),
             "players": {p: sum(x.numel() for x in pl.params) for p, pl in players.items()},
         })
 

@@ -14,6 +14,9 @@ A model that adds a term once per step rather than once per example (a
 update: ``fit`` weights its loss by :math:`m_i / B` (:math:`m_i` of the rank's :math:`B` examples of the
 step) and averages the gradients over the :math:`R` ranks.  The shares of one update sum to 1 over the
 micro-batches of all ranks (a batch that is not split, on one process, has share 1); ``None`` outside ``fit``.
+:class:`~hybridpgm.infer.SVIObjective` with ``per_example=True`` itself scales by that share every sample site
+outside the batch's plates (:mod:`~hybridpgm.infer.global_share`); a model that weights such a term on its own
+(by the share, or by :math:`B / N`) adds it inside :func:`weighted_per_update`, and is not scaled twice.
 """
 
 from __future__ import annotations
@@ -22,11 +25,13 @@ import contextlib
 import contextvars
 from typing import Iterator
 
-__all__ = ["current_update", "micro_batch", "micro_batch_share", "one_update"]
+__all__ = ["current_update", "micro_batch", "micro_batch_share", "one_update", "weighted_per_update",
+           "weighted_per_update_active"]
 
 _UPDATE: contextvars.ContextVar["object | None"] = contextvars.ContextVar("hybridpgm_update", default=None)
 _SHARE: contextvars.ContextVar["float | None"] = contextvars.ContextVar("hybridpgm_micro_batch_share",
                                                                          default=None)
+_WEIGHTED: contextvars.ContextVar[bool] = contextvars.ContextVar("hybridpgm_weighted_per_update", default=False)
 
 
 def current_update() -> object | None:
@@ -61,3 +66,22 @@ def micro_batch(share: float) -> Iterator[float]:
         yield share
     finally:
         _SHARE.reset(reset)
+
+
+def weighted_per_update_active() -> bool:
+    """Whether the sample sites a model adds now are inside :func:`weighted_per_update` (already weighted for
+    ``fit``'s micro-batches and ranks by the model itself)."""
+    return _WEIGHTED.get()
+
+
+@contextlib.contextmanager
+def weighted_per_update() -> Iterator[None]:
+    """Mark the sample sites added inside as weighted for ``fit``'s update by the model itself (a
+    :class:`~hybridpgm.graphs.BayesNet`'s Dirichlet prior: by :func:`micro_batch_share`, or by :math:`B / N` with
+    ``num_data``): :class:`~hybridpgm.infer.SVIObjective` then leaves them out of the share it gives the sites
+    outside the batch's plates (:class:`~hybridpgm.infer.global_share.GlobalShare`)."""
+    reset = _WEIGHTED.set(True)
+    try:
+        yield
+    finally:
+        _WEIGHTED.reset(reset)

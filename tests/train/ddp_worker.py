@@ -17,6 +17,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from hybridpgm import SVIObjective, fit  # noqa: E402
+from tests.infer.global_share_cases import fit_regression  # noqa: E402
 from tests.train.helpers import (LinearRegression, NoiseAsDataVAE, TwoPlayer, UnusedParameter,  # noqa: E402
                                  regression_data, vae_data)
 
@@ -58,6 +59,8 @@ def run(mode, batch, checkpoint=None, max_steps=None, callbacks=(), init_seed=0,
         optim = functools.partial(torch.optim.LBFGS, lr=0.5, max_iter=6, history_size=4)
         fit(objective, (x, y), epochs=2, batch_size=batch, optim=optim, **common)
         return objective.module.state_dict()
+    if mode == "bayes_regression":  # a global latent's prior counts once per update over micro-batches and ranks
+        return {"loc": fit_regression(batch, accumulate=2)}
     raise ValueError(mode)
 
 
@@ -172,7 +175,7 @@ def main(mode, out, checkpoint=None):
         run("vae", 8, callbacks=[SignalRank(1, 3, signal.SIGSTOP)], collective_timeout=float(checkpoint))
         return
     if mode == "all":
-        results = {m: run(m, 8) for m in ("vae", "two_player", "accumulate", "unused", "lbfgs")}
+        results = {m: run(m, 8) for m in ("vae", "two_player", "accumulate", "unused", "lbfgs", "bayes_regression")}
     elif mode == "vae_part":  # stop after 3 of 8 steps, leaving a checkpoint
         results = {"vae": run("vae", 8, checkpoint=checkpoint, max_steps=3)}
     elif mode == "vae_resume":

@@ -50,7 +50,7 @@ def two_rank_results(tmp_path_factory):
     return torch.load(out, weights_only=True)
 
 
-@pytest.mark.parametrize("mode", ["vae", "two_player", "accumulate", "unused", "lbfgs"])
+@pytest.mark.parametrize("mode", ["vae", "two_player", "accumulate", "unused", "lbfgs", "bayes_regression"])
 def test_two_ranks_of_batch_b_equal_one_process_of_batch_2b(two_rank_results, mode):
     single = ddp_worker.run(mode, 16)
     assert_same(two_rank_results[mode], single)
