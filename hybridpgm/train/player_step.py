@@ -25,7 +25,7 @@ from hybridpgm.train.update_scope import micro_batch, one_update
 from hybridpgm.train.deferred_checks import deferring_checks
 from hybridpgm.train.distributed import DistributedContext
 from hybridpgm.train.divergence import diverged_error, failed_elsewhere
-from hybridpgm.train.finite_checks import _all_finite, _sums
+from hybridpgm.train.finite_checks import _all_finite, _sums, stacked_in
 from hybridpgm.train.fit_options import inference_mode_error, needs_closure
 from hybridpgm.train.scaler_step import scaled_step, unscaled_overflow
 
@@ -36,7 +36,7 @@ PRECISIONS = {None: None, "fp32": None, "bf16": torch.bfloat16, "fp16": torch.fl
 
 
 #: the context of full precision, shared (``nullcontext`` is reusable): one object less per micro-batch
-_FULL_PRECISION = contextlib.nullcontext()
+_FULL_PRECISION, _WIDE = contextlib.nullcontext(), (torch.float32, torch.float64)  # _WIDE: a loss kept as it is
 
 
 def autocast_for(precision: str | None, device: torch.device):
@@ -193,11 +193,10 @@ class Player:
         # and ReduceLROnPlateau unrounded, and a finite one above 3.4e38 does not read as inf; the float32 sums
         # convert exactly, so the finiteness test of the gradients is unchanged
         dtype = torch.promote_types(total.dtype, torch.float32)
-        flags = torch.stack([total.to(dtype), *(part.to(dtype) for part in _sums(grads))])
+        checked = [pending.all_passed(device)] if ranks == 1 and pending.flags else []  # the models' deferred
+        flags = stacked_in(dtype, [total, *_sums(grads), *checked])  # data checks ride along in the same read
         if ranks > 1:  # every rank's faults (failed check: slot r, non-finite loss: W + r)
             flags = torch.cat([flags, faults.to(dtype)])
-        elif pending.flags:  # the models' deferred data checks ride along in the same read
-            flags = torch.cat([flags, pending.all_passed(device).to(dtype).reshape(1)])
         if overflow is not None:
             flags = torch.cat([flags, overflow.to(dtype)])
         value, *read = flags.tolist()
@@ -292,8 +291,8 @@ class Player:
                     raise
                 raise named from error
             _check_loss(objective, self.name, loss, grads is None and bool(trainable))
-            # in at least float32 (a float64 loss keeps its precision: the weights m_i / B are not rounded)
-            loss = loss.to(torch.promote_types(loss.dtype, torch.float32))
+            # in at least float32 (a float64 loss keeps its precision: the weights m_i / B are not rounded); no .to
+            loss = loss if loss.dtype in _WIDE else loss.to(torch.promote_types(loss.dtype, torch.float32))  # (3 us)
             weighted = loss if weight == 1.0 else loss * weight
             if grads is None:
                 if trainable:
