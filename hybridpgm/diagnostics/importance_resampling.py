@@ -31,10 +31,24 @@ from hybridpgm.checks import generator_or_none
 from hybridpgm.errors import ConfigError, DataError
 from hybridpgm.keyword_alias import keyword_only_soon
 
-__all__ = ["RESAMPLING", "resample_indices"]
+__all__ = ["RESAMPLING", "check_log_weights", "resample_indices"]
 
 #: the resampling schemes :func:`resample_indices` takes
 RESAMPLING = ("systematic", "multinomial")
+
+
+def check_log_weights(log_weights: torch.Tensor, name: str = "log_weights") -> None:
+    """Refuse log-weights holding NaN or :math:`+\\infty` (one host read); :math:`-\\infty`, a zero weight, is
+    allowed.  Shared by :func:`resample_indices` and :func:`~hybridpgm.diagnostics.from_importance`.
+
+    :param log_weights: the log-weights, of any shape, on any device.
+    :param name: how the message names them.
+    :raises DataError: naming how many such values there are and (up to five of) their positions."""
+    bad = torch.isnan(log_weights) | (log_weights == float("inf"))
+    if bool(bad.any()):
+        where = bad.nonzero().tolist()
+        raise DataError(f"{name} hold {len(where)} NaN or +inf value(s) (at {where[:5]}"
+                        f"{' ...' if len(where) > 5 else ''}); a log-weight is finite, or -inf for a zero weight")
 
 
 @keyword_only_soon("generator")
@@ -54,13 +68,15 @@ def resample_indices(log_weights: torch.Tensor, method: str = "systematic", *,
     :raises ConfigError: for another ``method``, or a ``generator`` that is neither a :class:`torch.Generator`
         nor ``None`` (a seed).
     :raises DataError: for log-weights that are not a ``K x N`` or ``K`` tensor (naming the shape), with no draws
-        (``K = 0``), or a column whose weights are all zero (nothing to pick).
+        (``K = 0``), holding NaN or :math:`+\\infty` (naming their positions, as :func:`check_log_weights`), or a
+        column whose weights are all zero (nothing to pick).
     """
     if method not in RESAMPLING:
         raise ConfigError(f"resampling must be one of {list(RESAMPLING)}, got {method!r}")
     generator = generator_or_none(generator, "resample_indices generator")
-    if isinstance(log_weights, torch.Tensor) and log_weights.dim() == 1:  # one column of K draws
-        return resample_indices(log_weights[:, None], method, generator=generator)[:, 0]
+    one = isinstance(log_weights, torch.Tensor) and log_weights.dim() == 1  # one column of K draws
+    if one:
+        log_weights = log_weights[:, None]
     if not isinstance(log_weights, torch.Tensor) or log_weights.dim() != 2:
         got = (f"shape {tuple(log_weights.shape)}" if isinstance(log_weights, torch.Tensor)
                else f"a {type(log_weights).__name__}")
@@ -70,6 +86,7 @@ def resample_indices(log_weights: torch.Tensor, method: str = "systematic", *,
         raise DataError(f"resample_indices got log-weights of shape {tuple(log_weights.shape)}: no draws (K = 0) "
                         f"to resample")
     lw = log_weights.detach().to("cpu", torch.float64)
+    check_log_weights(lw[:, 0] if one else lw, "resample_indices log_weights")  # positions as the caller's
     empty = torch.isneginf(lw).all(dim=0)
     if bool(empty.any()):
         columns = empty.nonzero().flatten().tolist()
@@ -78,13 +95,16 @@ def resample_indices(log_weights: torch.Tensor, method: str = "systematic", *,
     k = lw.shape[0]
     probs = torch.softmax(lw, dim=0).T.contiguous()  # N x K, each row sums to one
     if method == "multinomial":
-        return torch.multinomial(probs, k, replacement=True, generator=generator).T.contiguous()
-    u = torch.rand(probs.shape[0], 1, dtype=torch.float64, generator=generator)
-    points = (torch.arange(k, dtype=torch.float64) + u) / k  # N x K, in [0, 1)
+        index = torch.multinomial(probs, k, replacement=True, generator=generator).T.contiguous()
+        return index[:, 0] if one else index
+    # on probs' device (the CPU), not torch's default one (torch.set_default_device), as the docstring says
+    u = torch.rand(probs.shape[0], 1, dtype=torch.float64, device=probs.device, generator=generator)
+    points = (torch.arange(k, dtype=torch.float64, device=probs.device) + u) / k  # N x K, in [0, 1)
     cdf = probs.cumsum(dim=1)
     cdf[:, -1] = 1.0  # rounding must not leave a point above the last draw
     index = torch.searchsorted(cdf, points, right=True)  # the k with C_{k-1} <= point < C_k
     # a point at or past the end of the last positive weight goes to that draw, not to a zero weight after it:
     # (K - 1 + u) / K rounds to 1.0 for u within K ulps of 1, and the forced C_K = 1 covers [C, 1) after a rounded C
     last = (k - 1) - (probs > 0).flip(1).int().argmax(dim=1, keepdim=True)  # N x 1
-    return torch.minimum(index, last).T.contiguous()
+    index = torch.minimum(index, last).T.contiguous()
+    return index[:, 0] if one else index

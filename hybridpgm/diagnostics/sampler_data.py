@@ -13,7 +13,7 @@ import torch
 from hybridpgm.checks import as_integer, flag, seed_of, torch_readable
 from hybridpgm.diagnostics.arviz_data import make_inference_data
 from hybridpgm.diagnostics.check_vi import PSIS_MIN_DRAWS, pareto_khat
-from hybridpgm.diagnostics.importance_resampling import RESAMPLING, resample_indices
+from hybridpgm.diagnostics.importance_resampling import RESAMPLING, check_log_weights, resample_indices
 from hybridpgm.diagnostics.masked_data import UNOBSERVED
 from hybridpgm.diagnostics.mcmc_divergences import divergent_draws
 from hybridpgm.diagnostics.mcmc_replay import mcmc_data_groups
@@ -241,11 +241,7 @@ def from_importance(log_weights: torch.Tensor, samples: Mapping[str, torch.Tenso
         raise DataError(f"log_weights must be K or K x N with K >= 1 draws, got shape {tuple(log_weights.shape)}")
     if not log_weights.is_floating_point():
         raise DataError(f"log_weights must be floating point, got dtype {log_weights.dtype}")
-    bad = torch.isnan(log_weights) | (log_weights == float("inf"))
-    if bool(bad.any()):
-        where = bad.nonzero().tolist()
-        raise DataError(f"log_weights hold {len(where)} NaN or +inf value(s) (at {where[:5]}"
-                        f"{' ...' if len(where) > 5 else ''}); a log-weight is finite, or -inf for a zero weight")
+    check_log_weights(log_weights)  # NaN or +inf: a DataError naming the positions, as resample_indices raises
     if resampling not in RESAMPLING:
         raise ConfigError(f"from_importance resampling must be one of {list(RESAMPLING)}, got {resampling!r}")
     groups = {"sample_stats": {"log_weight": log_weights.unsqueeze(0)}}

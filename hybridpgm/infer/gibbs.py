@@ -11,7 +11,14 @@ its full conditional given every other site,
 computed exactly by running the model once with the block's sites enumerated
 in parallel (:class:`pyro.poutine.enum`) and every other site conditioned [1, 2].
 Inside a ``pyro.plate`` the elements of a site are conditionally independent
-given the other sites, so all of them are resampled at once.  A block of
+given the other sites when every site that reads them lies inside the plate too
+and reads one element (Pyro's plate semantics), so all of them are resampled at
+once; a site outside the plate that reads them (a count ``y ~ Normal(z.sum(-1),
+s)``) couples them, and the sweep raises
+:class:`~hybridpgm.errors.ModelSpecError` naming the site and the plate (sample
+one site per element instead, in a sequential ``pyro.plate``; see
+:mod:`hybridpgm.infer.gibbs_sites`).  A subsampled plate is refused, as by
+Pyro's HMC/NUTS.  A block of
 several sites (``blocks=[["tub", "lung", "either"]]``) is drawn jointly, which
 keeps the chain ergodic when a node is a deterministic function of others.
 The kernel plugs into :class:`pyro.infer.MCMC` (``num_chains``, progress,
@@ -48,7 +55,6 @@ from __future__ import annotations
 import contextlib
 from typing import Callable, Iterator, Sequence
 
-import pyro.distributions as dist
 import torch
 from pyro import poutine
 from pyro.infer.mcmc.mcmc_kernel import MCMCKernel
@@ -57,6 +63,8 @@ from pyro.poutine.util import site_is_subsample
 
 from hybridpgm.checks import positive_int
 from hybridpgm.errors import ConfigError, ModelSpecError
+from hybridpgm.infer.gibbs_sites import (check_batch_dims_in_plates, check_block_plates, check_full_plate,
+                                         check_site_shape_in_sweep)
 from hybridpgm.infer.particle_probe import keeping_module_state, probed_modules
 from hybridpgm.options import Option
 
@@ -75,51 +83,6 @@ class _EnumerateOnly(Messenger):
             msg["infer"] = dict(msg["infer"], enumerate="parallel", expand=False)
         elif msg["infer"].get("enumerate"):
             msg["infer"] = {k: v for k, v in msg["infer"].items() if k != "enumerate"}
-
-
-def _site_kind(site) -> str:
-    """How a message names a sample site: ``latent``, ``observed`` or ``factor`` (a :func:`pyro.factor`)."""
-    if not site["is_observed"]:
-        return "latent"
-    return "factor" if isinstance(site["fn"], dist.Unit) else "observed"
-
-
-def _site_batch_shape(name: str, site) -> tuple[int, ...]:
-    """The batch shape of a sample site's ``log_prob``: its value's batch dims broadcast with its distribution's
-    ``batch_shape`` (an observed value may broadcast against the distribution, either way)."""
-    fn, value = site["fn"], site["value"]
-    event_dim = getattr(fn, "event_dim", 0)
-    shapes = [torch.Size(getattr(fn, "batch_shape", ()))]
-    if torch.is_tensor(value):
-        shapes.append(value.shape[:max(value.dim() - event_dim, 0)])
-    try:
-        return tuple(torch.broadcast_shapes(*shapes))
-    except RuntimeError:
-        raise ModelSpecError(f"Gibbs: {_site_kind(site)} site '{name}' has a value of shape "
-                             f"{tuple(value.shape)} that does not broadcast with its distribution's batch shape "
-                             f"{tuple(fn.batch_shape)} (event dim {event_dim})") from None
-
-
-def _check_batch_dims_in_plates(name: str, site) -> None:
-    """Every non-singleton batch dim of a sample site (latent, observed or :func:`pyro.factor`) must belong to a
-    ``pyro.plate``: the full conditional is computed per plate element, and a batch dim that no plate declares
-    would be mistaken for the enumeration dims (for an observed site: each latent state would be scored against
-    one data point only, a silently wrong posterior)."""
-    shape = _site_batch_shape(name, site)
-    plate_dims = frozenset(f.dim for f in site["cond_indep_stack"] if f.vectorized)
-    kind = _site_kind(site)
-    for i, size in enumerate(shape):
-        dim = i - len(shape)
-        if size > 1 and dim not in plate_dims:
-            hint = {"latent": "(its elements are then resampled together), or sample one scalar site per element",
-                    "observed": "(its elements are then independent data points), or declare the dims of one "
-                                "data point with `.to_event(...)`",
-                    "factor": "(its elements are then independent terms), or sum the terms into one scalar "
-                              "factor"}[kind]
-            raise ModelSpecError(
-                f"Gibbs: {kind} site '{name}' has batch shape {shape}, but its dim {dim} (size {size}) belongs to "
-                f"no pyro.plate; declare that batch dim with `with pyro.plate('{name}_plate', {size}, dim={dim}):` "
-                f"around the site {hint}")
 
 
 def _check_blocks(blocks) -> list[list[str]]:
@@ -182,7 +145,10 @@ class Gibbs(MCMCKernel):
         batch dim of every sample site -- latent, observed or :func:`pyro.factor` --
         must be declared by a ``pyro.plate`` (the dims of one observation go in its
         event shape, ``.to_event(...)``); else :meth:`setup` raises
-        :class:`~hybridpgm.errors.ModelSpecError` naming the site, its batch shape and the dim.  The buffers
+        :class:`~hybridpgm.errors.ModelSpecError` naming the site, its batch shape and the dim.  A site that
+        reads a plated latent must lie inside its plates (else a sweep raises ``ModelSpecError`` naming the site
+        and the plate), and no plate may subsample (:meth:`setup` raises it, naming the plate); a
+        :class:`pyro.poutine.scale` is kept (the chain targets the scaled density).  The buffers
         of the modules behind it (a bound method's module, see
         :func:`~hybridpgm.infer.particle_probe.probed_modules`) are left as they were by every model run.
     :param blocks: optional list of lists of site names drawn jointly; sites not
@@ -238,16 +204,21 @@ class Gibbs(MCMCKernel):
         :raises ConfigError: the user's ``initial_params`` misses a latent site or names another one, or gives a
             site a non-tensor, a tensor of another shape than the traced value's, or a value outside the site's
             enumerable support (NaN, a fraction, a negative or too large state); the message names the site.
+        :raises ModelSpecError: a sample site has a batch dim no plate declares, a latent site is not discrete, a
+            plate subsamples (naming the plate; Pyro's HMC/NUTS refuse it too), or the model has no latent site.
         """
         self._args, self._kwargs = args, kwargs
         with poutine.block(), self._leaving_module_state():
             tr = poutine.trace(self.model).get_trace(*args, **kwargs)
         latent = []
-        plates = {}
+        plates, frames = {}, {}
         for name, site in tr.nodes.items():
-            if site["type"] != "sample" or site_is_subsample(site):
+            if site["type"] != "sample":
                 continue
-            _check_batch_dims_in_plates(name, site)  # every sample site: latent, observed, pyro.factor
+            if site_is_subsample(site):
+                check_full_plate(name, site)  # a subsampled plate scales its terms: refused, as by HMC/NUTS
+                continue
+            check_batch_dims_in_plates(name, site)  # every sample site: latent, observed, pyro.factor
             if site["is_observed"]:
                 continue
             fn = site["fn"]
@@ -256,6 +227,7 @@ class Gibbs(MCMCKernel):
                                      f"({type(fn).__name__}) is not")
             latent.append(name)
             plates[name] = frozenset(f.dim for f in site["cond_indep_stack"] if f.vectorized)
+            frames[name] = {f.dim: (f.name, f.size) for f in site["cond_indep_stack"] if f.vectorized and f.size > 1}
         if not latent:
             raise ModelSpecError("the model has no latent sites to sample")
         if self.max_plate_nesting is None:
@@ -271,6 +243,7 @@ class Gibbs(MCMCKernel):
                 raise ConfigError(f"the sites of block {b} must share their plates and shapes")
         self.blocks = [list(b) for b in self.blocks_arg] + [[s] for s in latent if s not in listed]
         self._plates = {tuple(b): plates[b[0]] for b in self.blocks}
+        self._frames = {tuple(b): frames[b[0]] for b in self.blocks}  # {dim: (name, size)}, for the sweep's checks
         self._shapes = {s: tr.nodes[s]["value"].shape for s in latent}
         self._dtypes = {s: tr.nodes[s]["value"].dtype for s in latent}
         self._out_dtype = next((t.dtype for t in args if torch.is_tensor(t) and t.is_floating_point()),
@@ -329,6 +302,8 @@ class Gibbs(MCMCKernel):
         :returns: ``(logits [*plate_shape, K], supports)`` where ``K`` is the
             product of the block sites' support sizes (the last site varies fastest)
             and ``supports`` lists each site's ``[k_s]`` support values.
+        :raises ModelSpecError: a site reads the block across one of the block's plates (its log-density does not
+            fit its plates, or varies with the block but lies outside the plate), naming the site and the plate.
         """
         mpn = self.max_plate_nesting
         others = {k: v for k, v in params.items() if k not in block}
@@ -340,10 +315,14 @@ class Gibbs(MCMCKernel):
         keep = self._plates[tuple(block)]
         enum_dims = [tr.nodes[s]["infer"].get("_enumerate_dim") for s in block]
         num_enum = -min(enum_dims) - mpn  # enum dims in use: -mpn-1 .. -mpn-num_enum
+        frames = self._frames[tuple(block)]
         total = None
-        for site in tr.nodes.values():
+        for name, site in tr.nodes.items():
             if site["type"] != "sample" or "log_prob" not in site or site_is_subsample(site):
                 continue
+            # shapes only: a site that reads the block across one of its plates is refused, not mis-scored
+            check_site_shape_in_sweep(name, site, block, mpn, frames)
+            check_block_plates(name, site, block, enum_dims, frames)
             lp = site["log_prob"]
             if lp.dim() <= mpn:
                 continue  # no enum dim: does not involve the block (a size-1 enum dim does: one state)

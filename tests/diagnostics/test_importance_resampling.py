@@ -50,3 +50,14 @@ def test_log_weights_that_are_not_k_by_n_are_refused_naming_the_shape(method):
         shown = (0, 1) if shape == (0,) else shape
         with pytest.raises(DataError, match=rf"log-weights of shape {re.escape(str(shown))}: no draws \(K = 0\)"):
             resample_indices(torch.zeros(shape), method)
+
+
+@pytest.mark.parametrize("method", ["systematic", "multinomial"])
+def test_the_pick_ignores_torch_s_default_device(method):
+    """Found by a review: the systematic pick drew its uniform (and its grid of points) on torch's default device,
+    so under ``torch.set_default_device("meta")`` (or ``"cuda"``, with a CPU generator) it failed in torch where
+    the picking, on the CPU, was unaffected.  Now the same indices as on the default CPU."""
+    expected = resample_indices(_LOG_WEIGHTS, method, generator=torch.Generator().manual_seed(3))
+    with torch.device("meta"):
+        got = resample_indices(_LOG_WEIGHTS, method, generator=torch.Generator().manual_seed(3))
+    assert got.device.type == "cpu" and torch.equal(got, expected)
