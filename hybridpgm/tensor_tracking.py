@@ -41,7 +41,8 @@ from typing import Iterable, Iterator
 import torch
 from torch.autograd import forward_ad
 
-__all__ = ["HeldStorages", "carries_tangent", "held_storages", "kept_by_a_cache", "unversioned", "value_key"]
+__all__ = ["HeldStorages", "carries_tangent", "held_storages", "kept_by_a_cache", "unversioned", "value_key",
+           "without_graph"]
 
 
 def unversioned(t: torch.Tensor) -> bool:
@@ -65,6 +66,22 @@ def carries_tangent(t: torch.Tensor) -> bool:
     # with no dual level open no tensor has a tangent (closing a level clears them): the lookup (a microsecond) is
     # skipped; a torch without the level counter looks every time
     return getattr(forward_ad, "_current_level", 0) >= 0 and forward_ad.unpack_dual(t).tangent is not None
+
+
+def without_graph(t: torch.Tensor) -> torch.Tensor:
+    """``t`` without its autograd graph, keeping its forward-mode derivative: ``t.detach()`` for a tensor that
+    carries none (:func:`carries_tangent`), else a copy made under :func:`torch.no_grad` (which records no graph
+    but, as forward-mode AD does not depend on grad mode, keeps the tangent that ``detach`` drops).
+
+    For a result computed with autograd on only to be differentiated inside a query (marginals as the gradient
+    of :math:`\\log Z`), returned without the graph when the caller asked for none.
+
+    :param t: any tensor.
+    :returns: a tensor of ``t``'s values with ``requires_grad=False``; a copy where ``t`` carries a tangent."""
+    if not carries_tangent(t):
+        return t.detach()
+    with torch.no_grad():
+        return t.clone()
 
 
 def value_key(t: torch.Tensor) -> tuple:

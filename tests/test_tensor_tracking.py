@@ -10,7 +10,7 @@ import torch
 from torch.autograd import forward_ad
 from torch.func import grad, jacfwd, jvp, vmap
 
-from hybridpgm.tensor_tracking import carries_tangent, held_storages, unversioned, value_key
+from hybridpgm.tensor_tracking import carries_tangent, held_storages, unversioned, value_key, without_graph
 from tests.reused_blocks import Blocks
 
 X = torch.ones(3)
@@ -106,3 +106,26 @@ def test_value_key_counts_in_place_writes_and_set_():
     t.set_(t.untyped_storage(), 0, (2,), (1,))  # the same storage, shape and strides set again: a version
     assert value_key(t) != key and value_key(t)[1:] == key[1:]
 
+
+def _graph_then_cut(x: torch.Tensor) -> torch.Tensor:
+    """``sin(x + leaf)`` recorded by autograd (``leaf`` an internal zero that requires grad), then
+    :func:`without_graph`."""
+    leaf = torch.zeros(x.shape, dtype=x.dtype, requires_grad=True)
+    with torch.enable_grad():
+        y = (x + leaf).sin()
+    assert y.requires_grad
+    out = without_graph(y)
+    assert not out.requires_grad and out.grad_fn is None
+    return out
+
+
+def test_without_graph_keeps_a_forward_mode_tangent_that_detach_drops():
+    x, v = torch.linspace(-1, 1, 3, dtype=torch.float64), torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+    torch.testing.assert_close(jvp(_graph_then_cut, (x,), (v,))[1], x.cos() * v)
+    torch.testing.assert_close(jacfwd(_graph_then_cut)(x), torch.diag(x.cos()))
+    with forward_ad.dual_level():
+        tangent = forward_ad.unpack_dual(_graph_then_cut(forward_ad.make_dual(x, v))).tangent
+        assert forward_ad.unpack_dual(forward_ad.make_dual(x, v).sin().detach()).tangent is None  # what detach does
+    torch.testing.assert_close(tangent, x.cos() * v)
+    y = x.clone().requires_grad_()
+    assert without_graph(y).data_ptr() == y.data_ptr()  # no tangent: a plain detach, no copy

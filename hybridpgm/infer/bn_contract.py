@@ -47,13 +47,14 @@ from hybridpgm.infer.bn_evidence import BATCH, Evidence, network_facts
 from hybridpgm.infer.bn_exactly import exactly as _exactly
 from hybridpgm.infer.bn_dense import dense_free_dims, dense_joint, dense_log_evidence, dense_marginals
 from hybridpgm.infer.bn_factors import factor_dims, factors
-from hybridpgm.infer.bn_readoff import factor_positions, family_marginal, on_factor
+from hybridpgm.infer.bn_readoff import factor_positions, family_marginal, on_factor, read_off_operand
 # defined in bn_impossible, still importable from here (__all__)
 from hybridpgm.infer.bn_impossible import check_possible
 # the space of a query: defined in bn_spaces, still importable from here (__all__)
 from hybridpgm.infer.bn_spaces import (PROBABILITY_FLOOR, SCALED_ROWS, TINY, factor_owners, factor_shifts,
                                        row_scaled, rows_in_prob, spaces_for, use_prob, with_rows_redone,
                                        with_shift)
+from hybridpgm.tensor_tracking import carries_tangent
 
 if TYPE_CHECKING:  # pragma: no cover
     from hybridpgm.graphs.bayes_net import BayesNet
@@ -236,9 +237,12 @@ def _by_gradient(bn, facts, ev: Evidence, names, keep, tensors, dims, space: str
     In probability space on CPU, when the contraction has large intermediates (:func:`_workspace_plan`) and
     the answer need not itself be differentiable, the reverse pass runs by hand in the network's reused
     workspace (:func:`hybridpgm.graphs.reverse_pass.value_and_gradients`); otherwise autograd differentiates
-    the contraction.  Where the marginals must be differentiable it differentiates :math:`Z_n / s_n` instead,
-    :math:`s_n` a power of two of the size of :math:`Z_n` held constant (1 for the rows to redo), and divides by
-    that ratio (of order one): their derivatives are then finite at every order however small :math:`Z_n` is
+    the contraction, as where the factors carry a forward-mode tangent (``jvp``, ``jacfwd``, a ``forward_ad`` dual;
+    no ``requires_grad``: :func:`~hybridpgm.tensor_tracking.carries_tangent`), which flows through autograd's
+    backward pass, nothing on its way detached (:func:`~hybridpgm.infer.bn_readoff.read_off_operand`).  Where the
+    marginals must be differentiable it differentiates :math:`Z_n / s_n` instead, :math:`s_n` a power of two of the
+    size of :math:`Z_n` held constant (1 for the rows to redo), and divides by that ratio (of order one): their
+    derivatives are then finite at every order however small :math:`Z_n` is
     (dividing by :math:`Z_n` itself, the second derivatives divide by :math:`Z_n^2`, the third by :math:`Z_n^3`;
     :mod:`hybridpgm.graphs.tiny_ratio`), and the scaling being exact, the values are the same bits, for a few
     operations per query, not per marginal.
@@ -246,41 +250,38 @@ def _by_gradient(bn, facts, ev: Evidence, names, keep, tensors, dims, space: str
     ok = None  # the rows answered in probability space
     own = factor_positions(facts, ev, keep, direct)
     create_graph = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+    attached = create_graph or any(carries_tangent(t) for t in tensors)  # a forward-mode tangent: nothing detached
     read_off = on_factor(names, own, dims, ev, direct)
-    taken = set(read_off)
-    rest = [q for q in names if q not in taken]
+    rest = [q for q in names if q not in read_off]
     fill = torch.ones if space == "prob" else torch.zeros
-    plan = _workspace_plan(bn, ev, dims, rest) if space == "prob" and not create_graph else None
+    plan = _workspace_plan(bn, ev, dims, rest) if space == "prob" and not attached else None
     by_hand = plan is not None
     lams = [fill(ev.n, facts.cards[q], dtype=ev.dtype, device=ev.device, requires_grad=not by_hand) for q in rest]
     if by_hand:
         wrt = [own[q] for q in read_off] + [len(tensors) + j for j in range(len(rest))]
         z, grads = contract_with_gradients(bn, ev, plan, tensors, lams, wrt)
     else:
-        for q in read_off:
-            i = own[q]
-            if not (create_graph and tensors[i].requires_grad):
-                tensors[i] = tensors[i].detach().requires_grad_()
-        wrt = [tensors[own[q]] for q in read_off] + lams
+        wrt = [read_off_operand(tensors, own[q], create_graph) for q in read_off] + lams
         with torch.enable_grad():
             z = contract(bn, ev, tensors, dims, (BATCH,), space, lams, [(BATCH, q) for q in rest])
             if space == "log":
                 check_possible(z, "the posterior", row_ids, bn, ev)
-            elif create_graph:
+            elif attached:
                 ok = rows_in_prob(z, ev)
                 z = z / power_of_two(_safe(z.detach(), ok))
             grads = torch.autograd.grad(z.sum(), wrt, create_graph=create_graph) if names else ()
-    got = {}
-    for q, g in zip(read_off, grads):
-        i = own[q]
-        fam = g * (tensors[i] if create_graph else tensors[i].detach()) if space == "prob" else g
-        got[q] = family_marginal(fam, dims[i], q)
-    got.update(zip(rest, grads[len(read_off):]))
-    if space == "prob":
-        ok = rows_in_prob(z, ev) if ok is None else ok
-        zd = _safe(z if create_graph else z.detach(), ok)
-        return [got[q] / zd[:, None] for q in names], ok
-    return [got[q] for q in names]
+    # no graph where none is asked for (autograd records nothing; a tangent still flows: forward mode ignores it)
+    with torch.set_grad_enabled(create_graph):
+        got = {}
+        for q, g in zip(read_off, grads):
+            i = own[q]
+            got[q] = family_marginal(g * tensors[i] if space == "prob" else g, dims[i], q)
+        got.update(zip(rest, grads[len(read_off):]))
+        if space == "prob":
+            ok = rows_in_prob(z, ev) if ok is None else ok
+            zd = _safe(z, ok)
+            return [got[q] / zd[:, None] for q in names], ok
+        return [got[q] for q in names]
 
 
 @_exactly

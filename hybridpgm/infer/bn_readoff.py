@@ -17,8 +17,9 @@ from __future__ import annotations
 import torch
 
 from hybridpgm.infer.bn_evidence import BATCH, Evidence
+from hybridpgm.tensor_tracking import carries_tangent
 
-__all__ = ["factor_positions", "family_marginal", "on_factor"]
+__all__ = ["factor_positions", "family_marginal", "on_factor", "read_off_operand"]
 
 
 def factor_positions(facts, ev: Evidence, keep, direct: bool) -> dict:
@@ -58,3 +59,26 @@ def family_marginal(fam: torch.Tensor, dims: tuple, q: str) -> torch.Tensor:
     red = [i for i, d in enumerate(dims) if d not in (BATCH, q)]
     m = fam.sum(red) if red else fam
     return m if dims[0] == BATCH else m.unsqueeze(0)
+
+
+def read_off_operand(tensors: list, i: int, create_graph: bool) -> torch.Tensor:
+    """The tensor to differentiate :math:`Z_n` in for the operand ``tensors[i]`` a marginal is read off, which
+    replaces the operand in ``tensors`` where needed: the operand itself where the answer is differentiable
+    (``create_graph``) and it requires grad; a zero leaf added to it where it carries a forward-mode tangent
+    (:func:`~hybridpgm.tensor_tracking.carries_tangent`: a detached copy would drop the tangent's share in
+    :math:`Z_n` and in its gradient, and ``requires_grad_`` is refused under :mod:`torch.func`); else a detached
+    copy that requires grad.
+
+    :param list tensors: the query's operands, changed in place.
+    :param int i: the operand's position (:func:`factor_positions`).
+    :param bool create_graph: whether the marginals keep their graph.
+    :returns: the leaf to pass to :func:`torch.autograd.grad`."""
+    t = tensors[i]
+    if create_graph and t.requires_grad:
+        return t
+    if carries_tangent(t):
+        leaf = torch.zeros(t.shape, dtype=t.dtype, device=t.device, requires_grad=True)
+        tensors[i] = t + leaf
+        return leaf
+    tensors[i] = t.detach().requires_grad_()
+    return tensors[i]

@@ -62,13 +62,12 @@ from hybridpgm.checks import close_match, sample_count, shown_items
 from hybridpgm.errors import EvidenceError
 from hybridpgm.graphs.plan_sampling import sample_plan
 from hybridpgm.infer.bn_barren import draw_barren, forward_marginals, forward_nodes
-from hybridpgm.infer.bn_contract import (check_possible, contract, in_row_chunks, joint_rows, log_evidence_rows,
-                                         marginals, plan_for, rows_in_prob, rows_per_chunk, use_prob,
-                                         with_rows_redone)
+from hybridpgm.infer.bn_contract import (check_possible, in_row_chunks, joint_rows, log_evidence_rows, marginals,
+                                         plan_for, rows_in_prob, rows_per_chunk, use_prob, with_rows_redone)
 from hybridpgm.infer.bn_evidence import BATCH, Evidence, network_facts, parse_evidence
 from hybridpgm.infer.bn_factors import factor_dims, factors, relevant
+from hybridpgm.infer.bn_map_rows import map_rows
 from hybridpgm.infer.bn_query_scope import exact_query
-from hybridpgm.autograd_scope import with_autograd
 from hybridpgm.infer.row_groups import choose_split, row_groups
 from hybridpgm.infer.soft_evidence import Likelihood
 from hybridpgm.rng_scope import seeded_from_generator
@@ -215,46 +214,6 @@ def _checked_evidence(bn: "BayesNet", facts, ev: Evidence) -> dict:
     return {}
 
 
-def _map_rows(bn: "BayesNet", facts, ev: Evidence, names: list, row_ids, differentiable: bool) -> list:
-    """``[argmax [N] of each of names..., max log p(x, e_n) [N]]``: max-sum contraction, then back-tracking (by a
-    gradient: :func:`~hybridpgm.autograd_scope.with_autograd`, so it works under ``torch.inference_mode()``).
-    With ``differentiable`` the maximum keeps its graph to the CPDs' parameters (and soft-evidence likelihoods)."""
-    return with_autograd(_backtracked, bn, facts, ev, names, row_ids, differentiable)
-
-
-def _backtracked(bn: "BayesNet", facts, ev: Evidence, names: list, row_ids, differentiable: bool) -> list:
-    with torch.no_grad():  # constants of the max-sum contraction
-        tensors, dims = factors(facts, ev, set(facts.nodes), "log")
-    indicators = [torch.zeros(ev.n, facts.cards[q], dtype=ev.dtype, device=ev.device, requires_grad=True)
-                  for q in names]
-    best = contract(bn, ev, tensors, dims, (BATCH,), "max", indicators, [(BATCH, q) for q in names])
-    check_possible(best, "the MAP assignment", row_ids, bn, ev)
-    grads = torch.autograd.grad(best.sum(), indicators) if names else ()
-    states = [g.argmax(-1) for g in grads]
-    best = best.detach()
-    if differentiable:  # the value of the contraction, the gradient of log p(x*, e_n) at the assignment found
-        score = _log_joint_at(facts, ev, dict(zip(names, states)))
-        if score.requires_grad:
-            best = best + (score - score.detach())
-    return states + [best]
-
-
-def _log_joint_at(facts, ev: Evidence, assignment: dict) -> torch.Tensor:
-    """``[N]`` :math:`\\log p(x^*_n, e_n)` up to the factors' detached row shifts: the sum of every conditioned
-    log-factor's entry at the assignment (``assignment``: unobserved discrete node -> ``[N]`` states), with the
-    factors' graph to the CPDs' parameters and the soft-evidence likelihoods.  Its gradient is that of the MAP
-    value (the max-sum contraction's, at its argmax), for the memory of the factors and ``N`` entries each
-    rather than of the contraction's intermediates."""
-    tensors, dims = factors(facts, ev, set(facts.nodes), "log")
-    rows = torch.arange(ev.n, device=ev.device)
-    total = torch.zeros(ev.n, dtype=ev.dtype, device=ev.device)
-    for t, d in zip(tensors, dims):
-        index = tuple((rows if t.shape[i] == ev.n else torch.zeros_like(rows)) if x == BATCH else assignment[x]
-                      for i, x in enumerate(d))
-        total = total + (t[index] if index else t)
-    return total
-
-
 @exact_query
 def map_assignment(bn: "BayesNet", evidence: Mapping | None = None, *, return_log_prob: bool = False):
     """Most probable explanation: :math:`\\arg\\max_{x \\setminus e} p(x, e_n)` for every row.
@@ -269,7 +228,9 @@ def map_assignment(bn: "BayesNet", evidence: Mapping | None = None, *, return_lo
         :math:`\\log p(x^*, e_n)` at the returned assignment :math:`x^*` (the max-sum contraction's gradient, as for
         a structured perceptron or max-margin loss), through the factors' entries at :math:`x^*` (a graph of
         the factors and :math:`N` entries each, not of the contraction); under ``torch.no_grad()`` it carries no
-        graph.
+        graph.  A forward-mode tangent of the parameters (:func:`torch.func.jvp`, :func:`torch.func.jacfwd`, a
+        :mod:`torch.autograd.forward_ad` dual) reaches it in either grad mode
+        (:func:`~hybridpgm.infer.bn_map_rows.map_rows`).
     """
     ev = parse_evidence(bn, evidence)
     facts = network_facts(bn)
@@ -279,14 +240,14 @@ def map_assignment(bn: "BayesNet", evidence: Mapping | None = None, *, return_lo
     names = [v for v in facts.nodes if facts.cards[v] is not None and v not in ev.observed]
     dims = factor_dims(facts, ev.observed, ev.partial, set(facts.nodes)) + [(BATCH, q) for q in names]
     chunk = rows_per_chunk(bn, ev, dims, (BATCH,))
-    differentiable = return_log_prob and torch.is_grad_enabled()  # False under no_grad and inference_mode
+    graph = return_log_prob and torch.is_grad_enabled()  # False under no_grad and inference_mode
     if ev.n == 0:
         *states, best = [_empty(ev).long() for _ in names] + [_empty(ev)]
     elif chunk < ev.n:
         *states, best = in_row_chunks(ev, chunk,
-                                      lambda sub, ids: _map_rows(bn, facts, sub, names, ids, differentiable))
+                                      lambda sub, ids: map_rows(bn, facts, sub, names, ids, return_log_prob, graph))
     else:
-        *states, best = _map_rows(bn, facts, ev, names, None, differentiable)
+        *states, best = map_rows(bn, facts, ev, names, None, return_log_prob, graph)
     out = {q: _unbatch(x, ev) for q, x in zip(names, states)}
     for v, t in ev.observed.items():
         out[v] = _unbatch(t.clone(), ev)

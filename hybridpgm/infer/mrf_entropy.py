@@ -54,6 +54,7 @@ from hybridpgm.infer.mrf_exact import _log_partition, _rows_per_call, _structure
 from hybridpgm.infer.mrf_possible import _check_possible
 from hybridpgm.infer.mrf_rows import by_rows, needs_graph
 from hybridpgm.precision_scope import exact_dtype, exact_precision
+from hybridpgm.tensor_tracking import without_graph
 from hybridpgm.train.deferred_checks import check_or_defer
 
 __all__ = ["exact_entropy"]
@@ -61,7 +62,9 @@ __all__ = ["exact_entropy"]
 
 def exact_entropy(fg: FactorGraph) -> torch.Tensor:
     """Exact :math:`H(p)` of each model (given evidence), ``[B]``; also under ``torch.no_grad()`` and
-    ``torch.inference_mode()`` (:func:`~hybridpgm.autograd_scope.with_autograd`).
+    ``torch.inference_mode()`` (:func:`~hybridpgm.autograd_scope.with_autograd`).  A forward-mode tangent of the
+    potentials (:func:`torch.func.jvp`, :func:`torch.func.jacfwd`, a :mod:`torch.autograd.forward_ad` dual; no
+    ``requires_grad``) reaches it, also where the rows run in chunks.
 
     :param FactorGraph fg: the model, batch size ``B``.
     :raises ModelSpecError: when the contraction is too large (as
@@ -86,7 +89,7 @@ def _entropy(fg: FactorGraph, whole: bool) -> torch.Tensor:
                                 "exact entropy")
     entropy = log_z - mean_score
     _check_precise(fg, log_z.detach(), mean_score.detach(), entropy.detach())
-    return entropy if whole else entropy.detach()
+    return entropy if whole else without_graph(entropy)  # a forward-mode tangent stays
 
 
 def _mean_score(fg: FactorGraph, create_graph: bool, query: str | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -104,7 +107,7 @@ def _mean_score(fg: FactorGraph, create_graph: bool, query: str | None) -> tuple
                                    groups=[FactorGroup(g.variables, scaled(g.log_potentials)) for g in fg.groups])
     log_z = _log_partition(tempered, tempered.unary, query)
     (mean_score,) = torch.autograd.grad(log_z.sum(), beta, create_graph=create_graph)
-    return (log_z, mean_score) if create_graph else (log_z.detach(), mean_score)
+    return (log_z, mean_score) if create_graph else (without_graph(log_z), mean_score)
 
 
 def _check_precise(fg: FactorGraph, log_z: torch.Tensor, mean_score: torch.Tensor, entropy: torch.Tensor) -> None:

@@ -75,8 +75,9 @@ from hybridpgm.infer.mrf_operands import (_exactly, _folded, _prob_contract, _wi
                                           probability_floor)
 from hybridpgm.infer.mrf_possible import _check_possible  # noqa: F401 (re-exported)
 from hybridpgm.infer.mrf_plan import _STRUCTURES, SEARCH_ABOVE, _Structure, _structure  # noqa: F401 (re-exported)
-from hybridpgm.infer.mrf_rows import by_rows, model_bytes, needs_graph
+from hybridpgm.infer.mrf_rows import by_rows, carries_tangents, model_bytes, needs_graph
 from hybridpgm.precision_scope import exact_precision
+from hybridpgm.tensor_tracking import without_graph
 
 __all__ = ["EXACT_MAP_MAX_WORK", "EXACT_MAX_BYTES", "SEARCH_ABOVE", "exact_is_cheap", "exact_log_partition",
            "exact_map", "exact_map_work", "exact_marginals", "exact_sample", "probability_dtype", "probability_floor"]
@@ -239,7 +240,9 @@ def exact_marginals(fg: FactorGraph) -> tuple[torch.Tensor, torch.Tensor]:
     Works under :func:`torch.no_grad` and :func:`torch.inference_mode` too (the gradient is taken with
     :func:`~hybridpgm.autograd_scope.with_autograd`; the results there carry no graph).  A batch over
     :data:`EXACT_MAX_BYTES` runs in chunks of rows where the potentials require no gradient or autograd is off in
-    the caller, and raises as :func:`exact_log_partition` otherwise.
+    the caller, and raises as :func:`exact_log_partition` otherwise.  A forward-mode tangent of the potentials
+    (:func:`torch.func.jvp`, :func:`torch.func.jacfwd`, a :mod:`torch.autograd.forward_ad` dual; no
+    ``requires_grad``) reaches both results, in chunks too.
 
     :param FactorGraph fg: the model, batch size ``B``.
     :returns: ``(log_z [B], marginals [B, V, C])`` with zeros at invalid states.
@@ -260,11 +263,10 @@ def _marginals(fg: FactorGraph, whole: bool) -> tuple[torch.Tensor, torch.Tensor
 
 def _marginals_rows(fg: FactorGraph, create_graph: bool, query: str | None) -> tuple[torch.Tensor, torch.Tensor]:
     delta = torch.zeros_like(fg.unary, requires_grad=True)
-    log_z = _log_partition(fg, fg.unary + delta, query, create_graph)
+    tangent = carries_tangents(fg, fg.unary)  # forward mode differentiates the log's derivative too
+    log_z = _log_partition(fg, fg.unary + delta, query, create_graph or tangent)
     (marg,) = torch.autograd.grad(log_z.sum(), delta, create_graph=create_graph)
-    if not create_graph:
-        log_z = log_z.detach()
-    return log_z, marg
+    return (log_z if create_graph else without_graph(log_z)), marg  # a forward-mode tangent stays
 
 
 def exact_map(fg: FactorGraph) -> tuple[torch.Tensor, torch.Tensor]:

@@ -19,8 +19,9 @@ import torch
 
 from hybridpgm.graphs.factor_graph import FactorGraph
 from hybridpgm.infer.mrf_possible import _check_possible
+from hybridpgm.tensor_tracking import carries_tangent
 
-__all__ = ["by_rows", "in_row_chunks", "model_bytes", "needs_graph", "row_chunks", "rows_of"]
+__all__ = ["by_rows", "carries_tangents", "in_row_chunks", "model_bytes", "needs_graph", "row_chunks", "rows_of"]
 
 
 def rows_of(fg: FactorGraph, rows: slice) -> FactorGraph:
@@ -101,3 +102,12 @@ def needs_graph(fg: FactorGraph, unary: torch.Tensor) -> bool:
     """Whether a result computed from ``unary`` and ``fg``'s log-potentials must carry their gradient (autograd
     on, and one of them requires it): then the whole batch is one contraction."""
     return torch.is_grad_enabled() and any(t.requires_grad for t in [unary] + [g.log_potentials for g in fg.groups])
+
+
+def carries_tangents(fg: FactorGraph, unary: torch.Tensor) -> bool:
+    """Whether ``unary`` or ``fg``'s log-potentials carry a forward-mode derivative
+    (:func:`~hybridpgm.tensor_tracking.carries_tangent`: :func:`torch.func.jvp`, :func:`torch.func.jacfwd`, a
+    :mod:`torch.autograd.forward_ad` dual), which needs no ``requires_grad``: a result computed from them is then
+    not detached (:func:`~hybridpgm.tensor_tracking.without_graph`), whatever :func:`needs_graph` says.  The rows
+    may still run in chunks: forward mode keeps no graph, so a chunk's memory is freed before the next."""
+    return any(carries_tangent(t) for t in [unary] + [g.log_potentials for g in fg.groups])

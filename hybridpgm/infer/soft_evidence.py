@@ -39,8 +39,9 @@ import torch
 
 from hybridpgm.checks import torch_readable
 from hybridpgm.errors import EvidenceError
-from hybridpgm.graphs.contraction_steps import LogOfSum
+from hybridpgm.graphs.contraction_steps import LogOfSum, zero_safe_log
 from hybridpgm.infer.bn_evidence_states import read_flags
+from hybridpgm.tensor_tracking import carries_tangent
 
 if TYPE_CHECKING:  # pragma: no cover
     from hybridpgm.graphs.bayes_net import BayesNet
@@ -188,7 +189,8 @@ def soft_checks(bn: "BayesNet", name: str, lik: Likelihood, dtype, device) -> tu
         log_lik, prob = t, None
     else:
         refused = ~torch.isfinite(t).all() | (t < 0).any()
-        log_lik = ZeroSafeLog.apply(t) if t.requires_grad else t.log()
+        # a zero entry's derivative 0, not NaN, in reverse and forward mode (a tangent needs no requires_grad)
+        log_lik = zero_safe_log(t) if t.requires_grad or carries_tangent(t) else t.log()
         # divided by its row maxima in the working precision, then narrowed: a float64 likelihood of 1e-45 keeps
         # its digits in a float32 network (a subnormal maximum too; a zero row, refused, divides by 1)
         m = t.detach().amax(-1, keepdim=True)

@@ -59,3 +59,41 @@ def test_under_no_grad_the_map_value_has_no_graph():
     with torch.inference_mode():
         _, value = bn.map(None, return_log_prob=True)
     assert not value.requires_grad
+
+
+# -- forward mode: a tangent needs no requires_grad (found by an audit: jacfwd gave 0, a dual's tangent 0) --------
+class _MapValue(torch.nn.Module):
+    def __init__(self, bn, evidence):
+        super().__init__()
+        self.bn, self.evidence = bn, evidence
+
+    def forward(self):
+        return self.bn.map(self.evidence, return_log_prob=True)[1]
+
+
+@pytest.mark.parametrize("evidence", [None, {"d": torch.tensor([0, 1, 1])},
+                                      {"d": torch.tensor([0, -1, 1]), "a": torch.tensor([-1, 2, 0])}],
+                         ids=["none", "hard", "partial"])
+def test_the_map_value_has_the_forward_mode_derivative_of_reverse_mode(evidence):
+    from torch.func import functional_call, jacfwd, jacrev
+
+    query = _MapValue(_network().requires_grad_(False), evidence)
+    params = {f"bn.{n}": p.detach().clone() for n, p in query.bn.named_parameters()}
+
+    def f(p):
+        return functional_call(query, p, ())
+
+    fwd, rev = jacfwd(f)(params), jacrev(f)(params)
+    assert max(j.abs().max() for j in rev.values()) > 0.1
+    for n in params:
+        torch.testing.assert_close(fwd[n], rev[n], rtol=1e-12, atol=1e-12, msg=n)
+    g = torch.Generator().manual_seed(0)
+    v = {n: torch.randn(t.shape, dtype=t.dtype, generator=g) for n, t in params.items()}
+    expected = sum((rev[n] * v[n]).sum(tuple(range(-v[n].dim(), 0))) for n in params)
+    for grad_mode in (True, False):  # forward mode ignores grad mode: the tangent reaches the value in both
+        with torch.set_grad_enabled(grad_mode), torch.autograd.forward_ad.dual_level():
+            out = f({n: torch.autograd.forward_ad.make_dual(params[n], v[n]) for n in params})
+            tangent = torch.autograd.forward_ad.unpack_dual(out).tangent
+        assert not out.requires_grad
+        assert tangent is not None
+        torch.testing.assert_close(tangent, expected, rtol=1e-12, atol=1e-12)

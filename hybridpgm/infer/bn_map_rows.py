@@ -1,0 +1,84 @@
+"""The MAP assignment of a batch of evidence rows of a :class:`~hybridpgm.graphs.BayesNet`, and its value.
+
+The max-sum contraction of the conditioned log-factors gives :math:`\\max_x \\log p(x, e_n)`; its gradient with
+respect to zero log-indicators :math:`\\lambda_q` attached to the unobserved nodes is one-hot at the maximising
+states, which back-tracks the argmax [1] (:func:`map_rows`, for
+:func:`~hybridpgm.infer.exact.map_assignment`).  The value returned with it is differentiable in the CPDs'
+parameters (and soft-evidence likelihoods) as :math:`\\log p(x^*, e_n)` at the assignment found
+(:func:`log_joint_at`), the gradient of the max-sum contraction at its argmax, through the factors' entries at
+:math:`x^*`: in reverse mode where the caller's autograd is on, and in forward mode (:func:`torch.func.jvp`,
+:func:`torch.func.jacfwd`, a :mod:`torch.autograd.forward_ad` dual, whose tangents need no ``requires_grad``:
+:func:`~hybridpgm.tensor_tracking.carries_tangent`) in either grad mode.
+
+**References**
+
+[1] J. Eisner, *Inside-Outside and Forward-Backward Algorithms Are Just Backprop*, 2016.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from hybridpgm.autograd_scope import with_autograd
+from hybridpgm.infer.bn_contract import check_possible, contract
+from hybridpgm.infer.bn_evidence import BATCH, Evidence
+from hybridpgm.infer.bn_factors import factors
+from hybridpgm.tensor_tracking import carries_tangent
+
+if TYPE_CHECKING:  # pragma: no cover
+    from hybridpgm.graphs.bayes_net import BayesNet
+
+__all__ = ["log_joint_at", "map_rows"]
+
+
+def map_rows(bn: "BayesNet", facts, ev: Evidence, names: list, row_ids, log_prob: bool, graph: bool) -> list:
+    """``[argmax [N] of each of names..., max log p(x, e_n) [N]]``: max-sum contraction, then back-tracking (by a
+    gradient: :func:`~hybridpgm.autograd_scope.with_autograd`, so it works under ``torch.inference_mode()``).
+
+    :param facts: the network's :func:`~hybridpgm.infer.bn_evidence.network_facts`.
+    :param ev: the rows' evidence.
+    :param list names: the unobserved discrete nodes.
+    :param row_ids: the rows' positions in the caller's batch (named in errors), or ``None``.
+    :param bool log_prob: the maximum is returned (else only the states are used): then it carries the
+        forward-mode tangent of the CPDs' parameters, where they have one.
+    :param bool graph: the maximum keeps its graph to the CPDs' parameters (and soft-evidence likelihoods): the
+        caller's autograd is on and it is returned.
+    """
+    return with_autograd(_backtracked, bn, facts, ev, names, row_ids, log_prob, graph)
+
+
+def _backtracked(bn: "BayesNet", facts, ev: Evidence, names: list, row_ids, log_prob: bool, graph: bool) -> list:
+    with torch.no_grad():  # constants of the max-sum contraction (a forward-mode tangent stays: it ignores grad mode)
+        tensors, dims = factors(facts, ev, set(facts.nodes), "log")
+    tangent = log_prob and any(carries_tangent(t) for t in tensors)
+    indicators = [torch.zeros(ev.n, facts.cards[q], dtype=ev.dtype, device=ev.device, requires_grad=True)
+                  for q in names]
+    best = contract(bn, ev, tensors, dims, (BATCH,), "max", indicators, [(BATCH, q) for q in names])
+    check_possible(best, "the MAP assignment", row_ids, bn, ev)
+    grads = torch.autograd.grad(best.sum(), indicators) if names else ()
+    states = [g.argmax(-1) for g in grads]
+    best = best.detach()
+    if graph or tangent:  # the value of the contraction, the derivatives of log p(x*, e_n) at the assignment found
+        with torch.set_grad_enabled(graph):  # no graph under the caller's no_grad; a tangent flows in either mode
+            score = log_joint_at(facts, ev, dict(zip(names, states)))
+            if score.requires_grad or carries_tangent(score):
+                best = best + (score - score.detach())
+    return states + [best]
+
+
+def log_joint_at(facts, ev: Evidence, assignment: dict) -> torch.Tensor:
+    """``[N]`` :math:`\\log p(x^*_n, e_n)` up to the factors' detached row shifts: the sum of every conditioned
+    log-factor's entry at the assignment (``assignment``: unobserved discrete node -> ``[N]`` states), with the
+    factors' graph to the CPDs' parameters and the soft-evidence likelihoods.  Its gradient is that of the MAP
+    value (the max-sum contraction's, at its argmax), for the memory of the factors and ``N`` entries each
+    rather than of the contraction's intermediates."""
+    tensors, dims = factors(facts, ev, set(facts.nodes), "log")
+    rows = torch.arange(ev.n, device=ev.device)
+    total = torch.zeros(ev.n, dtype=ev.dtype, device=ev.device)
+    for t, d in zip(tensors, dims):
+        index = tuple((rows if t.shape[i] == ev.n else torch.zeros_like(rows)) if x == BATCH else assignment[x]
+                      for i, x in enumerate(d))
+        total = total + (t[index] if index else t)
+    return total
