@@ -61,6 +61,7 @@ from hybridpgm.generative.sbn_evaluation import SBNEvaluation
 from hybridpgm.module_registration import frozen_aware_module
 from hybridpgm.options import PARAMETERS_BUILT, Option
 from hybridpgm.param_store_scope import frozen_aware_parameter
+from hybridpgm.plate_dims import refuse_caller_plate
 from hybridpgm.serialization import serializable
 from hybridpgm.train.deferred_checks import check_or_defer
 
@@ -191,10 +192,11 @@ class SigmoidBeliefNet(SBNExactLikelihood, SBNEvaluation, PyroModule):
             x = torch.where(binary, x, 0.0)
         return x
 
-    def _plate(self, batch: int, num_data: int | None, prefix: str = ""):
+    def _plate(self, batch: int, num_data: int | None, prefix: str = "", what: str = "SigmoidBeliefNet.model"):
         if not batch:
             raise DataError("SigmoidBeliefNet site 'x' got an empty batch (0 rows): a Pyro plate needs at least "
                             "one row")
+        refuse_caller_plate(what, prefix + "data")  # ModelSpecError inside a caller's plate at dim -1
         if num_data is None:
             return pyro.plate(prefix + "data", batch, dim=-1)
         if as_integer(num_data) is not None and num_data < batch:
@@ -253,6 +255,8 @@ class SigmoidBeliefNet(SBNExactLikelihood, SBNEvaluation, PyroModule):
         :raises ConfigError: ``batch_size`` is not a positive integer, ``num_data`` is smaller than the batch,
             ``temperature`` is not a finite positive number, or ``prefix`` is not a string; a ``batch_size``
             that contradicts the rows of ``x``.
+        :raises ModelSpecError: called inside a caller's plate at dim ``-1``, where the model opens its own
+            (:func:`~hybridpgm.plate_dims.refuse_caller_plate`; "Two models in one program", docs/pyro_native.md).
         """
         check_no_extra_arguments(labels, model="SigmoidBeliefNet", method="model", keywords=_KEYWORDS)
         prefix = site_prefix(prefix, "SigmoidBeliefNet.model")
@@ -295,13 +299,14 @@ class SigmoidBeliefNet(SBNExactLikelihood, SBNEvaluation, PyroModule):
         :raises DataError: bad ``x`` (see :meth:`check_data`; an empty batch included) or ``num_data``, or a
             positional argument after ``x`` (see :meth:`model`).
         :raises ConfigError: as :meth:`model`.
+        :raises ModelSpecError: as :meth:`model`.
         """
         check_no_extra_arguments(labels, model="SigmoidBeliefNet", method="guide", keywords=_KEYWORDS)
         prefix = site_prefix(prefix, "SigmoidBeliefNet.guide")
         self._check_temperature(temperature)
         x = self.check_data(x)
         h = x
-        with self._plate(x.shape[-2], num_data, prefix):
+        with self._plate(x.shape[-2], num_data, prefix, "SigmoidBeliefNet.guide"):
             encoders = self.encoders  # registered once, not once per layer (quadratic in L)
             for l in range(1, self.num_layers + 1):
                 below = h if l == 1 else self._unit_values(h, temperature)

@@ -47,6 +47,7 @@ from hybridpgm.checks import site_prefix
 from hybridpgm.errors import ConfigError
 from hybridpgm.graphs.contraction import PlanCache
 from hybridpgm.handler_scope import isolated_from_handlers
+from hybridpgm.plate_dims import refuse_caller_plate
 from hybridpgm.precision_scope import exact_precision
 
 __all__ = ["MAX_ENUM_ELEMENTS", "MAX_ENUM_STATES", "SBNExactLikelihood", "bernoulli_state_logits", "binary_states"]
@@ -105,6 +106,7 @@ class SBNExactLikelihood:
             two-dimensional.
         :raises ConfigError: a model too wide to enumerate (see :meth:`exact_log_likelihood`), or a ``prefix``
             that is not a string.
+        :raises ModelSpecError: called inside a caller's plate at dim ``-1``, as :meth:`model`.
 
         It is a ``pyro_method``: the net's parameters are Pyro parameters inside it, so plain ``SVI`` (jitted or
         not) trains them, as with :meth:`model`.
@@ -119,6 +121,7 @@ class SBNExactLikelihood:
         if not x.shape[0]:
             self._plate(0, None)  # raises: a plate cannot be empty
         self._check_enumerable()
+        refuse_caller_plate("SigmoidBeliefNet.enumerated_model", prefix + "data")
         L = self.num_layers
         # the joint states of the hidden layers only (``states[l]`` for ``h_l``): the visible layer is observed,
         # never enumerated (its 2**D states overflowed for a wide visible layer)

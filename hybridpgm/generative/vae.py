@@ -47,6 +47,7 @@ from hybridpgm.infer.particle_elbo import keeping_module_state
 from hybridpgm.keyword_alias import keyword_only_soon, renamed_keyword
 from hybridpgm.nn import checkpointed_call, mlp
 from hybridpgm.param_store_scope import frozen_aware_parameter
+from hybridpgm.plate_dims import refuse_caller_plate
 from hybridpgm.precision_scope import any_autocast, exact_dtype
 from hybridpgm.rng_scope import seeded_from_generator
 from hybridpgm.serialization import serializable
@@ -175,11 +176,15 @@ class VAE(VAEOptions, VAEImportanceSampling, PyroModule):
             defer_finite(shown, f"VAE argument 'x'{origin}")
         return x
 
-    def _plate(self, x: torch.Tensor, num_data: int | None, prefix: str = ""):
+    def _plate(self, x: torch.Tensor, num_data: int | None, prefix: str = "", what: str = "VAE.model"):
+        """The data plate ``prefix + "data"`` at dim ``-1``, scaled by ``num_data / batch`` where given.
+
+        :raises ModelSpecError: inside a caller's plate at dim ``-1`` (see :mod:`hybridpgm.plate_dims`)."""
         batch = x.shape[-2]
         if not x.numel():
             raise DataError(f"VAE argument 'x'{describe_origin()} is an empty batch (shape {tuple(x.shape)}): a "
                             "Pyro plate needs at least one row")
+        refuse_caller_plate(what, prefix + "data")
         if num_data is None:
             return pyro.plate(prefix + "data", batch, dim=-1)
         num_data = check_num_data(num_data, batch, model="VAE")
@@ -233,12 +238,15 @@ class VAE(VAEOptions, VAEImportanceSampling, PyroModule):
             dimension, the message showing ``x[None]``), or a ``num_data`` that is not an integer of at least the
             batch size (at least 1 with ``x=None``).
         :raises ConfigError: a ``prefix`` that is not a string.
+        :raises ModelSpecError: called inside a caller's plate at dim ``-1``: the model opens its own plate there
+            (:func:`~hybridpgm.plate_dims.refuse_caller_plate`; see "Two models in one program", docs/pyro_native.md).
         :raises DeviceError: ``x`` is not on the parameters' device."""
         prefix = site_prefix(prefix, "VAE.model")
         if x is None:
             rows = 1 if num_data is None else positive_int(
                 num_data, "VAE.model(None, num_data=...): num_data, the number of rows to generate,", error=DataError)
             like = self._reference("decoder")
+            refuse_caller_plate("VAE.model", prefix + "data")
             plate = pyro.plate(prefix + "data", rows, dim=-1)
             zeros = like.new_zeros((rows, self.z_dim))
         else:
@@ -264,10 +272,11 @@ class VAE(VAEOptions, VAEImportanceSampling, PyroModule):
         :param str prefix: as in :meth:`model` (the site ``prefix + "z"`` in the plate ``prefix + "data"``).
         :raises DataError: bad ``x`` (shape, dtype, NaN/inf; an empty batch; one example ``[D]``) or ``num_data``.
         :raises ConfigError: a training batch of one row with ``batch_norm=True``, or a ``prefix`` not a string.
+        :raises ModelSpecError: as :meth:`model`, inside a caller's plate at dim ``-1``.
         :raises DeviceError: ``x`` is not on the parameters' device."""
         prefix = site_prefix(prefix, "VAE.guide")
         x = self._check(x, values=False, leading_dims=True)  # finite (the model checks the values)
-        with self._plate(x, num_data, prefix):
+        with self._plate(x, num_data, prefix, "VAE.guide"):
             loc, scale = self._encode(x)
             # unvalidated, as on the direct path: NaN data reach the loss, and the deferred check names them
             return pyro.sample(prefix + "z", dist.Normal(loc, scale, validate_args=False).to_event(1))

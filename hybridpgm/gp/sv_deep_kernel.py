@@ -74,6 +74,7 @@ from hybridpgm.infer import SVIObjective
 from hybridpgm.module_modes import keeping_modes
 from hybridpgm.module_registration import register_module
 from hybridpgm.network_checks import refuse_uninitialized
+from hybridpgm.plate_dims import refuse_caller_plate
 from hybridpgm.precision_scope import autocast_dtype
 from hybridpgm.serialization import serializable
 from hybridpgm.tensor_arguments import require_tensor
@@ -282,6 +283,7 @@ class SVDeepKernelGP(SVOptions, SVPosterior, gpytorch.models.ApproximateGP):
             integer class labels for a ``SoftmaxLikelihood``), or a floating dtype other than the model's (see
             also :meth:`features`)."""
         self._check_nonempty(x)
+        refuse_caller_plate("SVDeepKernelGP.model", self.name_prefix + ".data_plate")  # GPyTorch's plate, dim -1
         self._fresh()
         register_module(self.name_prefix, self)  # pyro.module's registration: Pyro's SVI finds the parameters
         with self._gp_precision(), self._kl_weight() as beta:
@@ -300,6 +302,7 @@ class SVDeepKernelGP(SVOptions, SVPosterior, gpytorch.models.ApproximateGP):
         :param args: passed on, with ``kwargs``, to the likelihood's ``pyro_guide``.
         :raises DataError: as :meth:`model`."""
         self._check_nonempty(x)
+        refuse_caller_plate("SVDeepKernelGP.guide", self.name_prefix + ".data_plate")
         self._fresh()
         register_module(self.name_prefix, self)
         with self._gp_precision(), self._kl_weight() as beta:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["could_be_batch_dims", "one_row_or_rows_first", "outer_dim_sizes"]
+__all__ = ["could_be_batch_dims", "expand_hint", "one_row_or_rows_first", "outer_dim_sizes"]
 
 
 def outer_dim_sizes(dim: int) -> frozenset[int] | None:
@@ -105,3 +105,20 @@ def one_row_or_rows_first(name: str, t: torch.Tensor, batched: torch.Tensor, row
             f"per batch value and row, give it shape {per_row} (batch dims, rows, features; e.g. "
             f"z[..., None].expand(*z.shape[:-1], {rows}, 1) for an enumerated z); for {rows} rows of features, "
             f"flatten them: shape ({rows}, {t[0].numel()}), .reshape({rows}, -1)")
+
+
+def expand_hint(what: str, shape: tuple, rows: int) -> str:
+    """The remedy, for a refusal's message, of a context ``what`` of ``shape`` that reads as one row (``[*B, 1, F]``:
+    under enumeration one row per value of the enumerated site, Pyro's ``[K, 1]`` shape) beside ``rows > 1`` rows of
+    data, which a :class:`~hybridpgm.graphs.BayesNet` or :class:`~hybridpgm.graphs.MarkovNet` does not broadcast:
+    expand it to the rows, ``ctx.expand(*ctx.shape[:-2], N, ctx.shape[-1])``.  ``""`` for any other shape.
+
+    :param str what: the context as the message names it (``"context input 'k'"``).
+    :param shape: its shape, ``[*B, 1, F]`` as the model reads it.
+    :param int rows: the data's rows ``N``."""
+    shape = tuple(int(n) for n in shape)
+    if len(shape) < 2 or shape[-2] != 1 or rows <= 1:
+        return ""
+    return (f"; the {what} of shape {shape} is one row (under enumeration, one per value of the enumerated site), "
+            f"which is not broadcast over the {rows} data rows: expand it to them, "
+            f"ctx.expand{(*shape[:-2], rows, shape[-1])} (ctx.expand(*ctx.shape[:-2], N, ctx.shape[-1]))")

@@ -19,8 +19,8 @@ data into what the Pyro model and the exact queries consume (``N`` rows, ``V`` n
 
 It relies on the network's ``cpds``, ``nodes``, ``cardinality`` and ``input_names``; the masks are read by
 :class:`~hybridpgm.graphs.bn_masks.BayesNetMasks`, the data checks of :meth:`BayesNet.model
-<hybridpgm.graphs.BayesNet.model>` are :class:`~hybridpgm.graphs.bn_checks.BayesNetChecks`, the missing markers
-:mod:`hybridpgm.graphs.bn_values`.
+<hybridpgm.graphs.BayesNet.model>` are :class:`~hybridpgm.graphs.bn_checks.BayesNetChecks`, the context inputs
+:class:`~hybridpgm.graphs.bn_inputs.BayesNetInputs`, the missing markers :mod:`hybridpgm.graphs.bn_values`.
 """
 
 from __future__ import annotations
@@ -32,12 +32,11 @@ from hybridpgm.checks import torch_readable
 from hybridpgm.data.validation import as_model_dtype
 from hybridpgm.errors import DataError
 from hybridpgm.graphs.bn_checks import _SCORING, BayesNetChecks
-from hybridpgm.graphs.bn_context_dims import could_be_batch_dims, one_row_or_rows_first
+from hybridpgm.graphs.bn_inputs import BayesNetInputs
 from hybridpgm.graphs.bn_masks import BayesNetMasks
 from hybridpgm.graphs.bn_values import (_bad_state, _continuous, _described, _holds_names, _is_missing_entry,
                                         _is_table, _length, _missing, _plain, _refuse_duplicates, bool_states,
-                                        context_batch_features, missing_as_nan, outer_batch_dims,
-                                        refuse_ambiguous_numbers, state_indices)
+                                        missing_as_nan, refuse_ambiguous_numbers, state_indices)
 from hybridpgm.train.deferred_checks import check_or_defer, checks_read_once, read_checks_once
 
 __all__ = ["BayesNetData"]
@@ -45,7 +44,7 @@ __all__ = ["BayesNetData"]
 _REEXPORTED = (_SCORING, _continuous, _described, _is_table, _length, _missing, _plain)
 
 
-class BayesNetData(BayesNetChecks, BayesNetMasks):
+class BayesNetData(BayesNetChecks, BayesNetMasks, BayesNetInputs):
     """Mixin of :class:`~hybridpgm.graphs.BayesNet`: normalising data, missing entries and context inputs."""
 
     @property
@@ -88,17 +87,18 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
         :param mask: ``True`` where observed: an ``[N, len(nodes)]`` bool tensor or array (or of the integers
             0 and 1; ``N`` the rows of the data), or a dict node -> ``[N]`` such column whose keys are nodes
             with a data column.  A node without a data column is missing in every row whatever the mask says.
-        :raises DataError: a column that is not a node, a name that is not a state of its node (naming the node, the
-            value and the states), a name in the column of a node without state names, a column that holds neither
-            numbers nor names, a column of more than one dim (``[N, 1]``), columns of different lengths, array data that
-            is not ``[N, len(nodes)]`` (or a row of another length), a mask that is not ``[N, len(nodes)]`` (or names a
-            key that is not a node, or has a column of another length), a dict mask marking a node without a data column
-            observed (an entry True: checked like an integer mask's values; an all-False entry for such a node agrees
-            with the data and is accepted), a mask of a dtype other than bool or integer (a float mask: ``0.5`` is
-            neither observed nor missing), an integer mask holding a value other than 0 and 1 (checked like a state's
-            range: at once, or inside :func:`hybridpgm.fit`'s step), a mask without data, or a continuous node's column
-            of a floating dtype finer than the network's (float64 data for a float32 network: converting rounds it; the
-            message names the node, both dtypes and the fix, ``data.to(dtype)`` or ``bn.to(dtype)``).
+        :raises DataError: a column that is not a node (a context input's saying ``inputs=``), a name that is not a
+            state of its node (naming the node, the value and the states), a name in the column of a node without state
+            names, a column that holds neither numbers nor names, a column of more than one dim (``[N, 1]``), columns of
+            different lengths, array data that is not ``[N, len(nodes)]`` (or a row of another length), a mask that is
+            not ``[N, len(nodes)]`` (or names a key that is not a node, or has a column of another length), a dict mask
+            marking a node without a data column observed (an entry True: checked like an integer mask's values; an
+            all-False entry for such a node agrees with the data and is accepted), a mask of a dtype other than bool or
+            integer (a float mask: ``0.5`` is neither observed nor missing), an integer mask holding a value other than
+            0 and 1 (checked like a state's range: at once, or inside :func:`hybridpgm.fit`'s step), a mask without
+            data, or a continuous node's column of a floating dtype finer than the network's (float64 data for a float32
+            network: converting rounds it; the message names the node, both dtypes and the fix, ``data.to(dtype)`` or
+            ``bn.to(dtype)``).
         """
         if data is None:
             if mask is not None:
@@ -112,7 +112,9 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
         dtype, device = self.dtype, self.device
         for v, t in data.items():
             if v not in self._cpd_map:
-                raise DataError(f"data has column '{v}', which is not a node (nodes: {self.nodes})")
+                context = f"; '{v}' is a context input: pass it as inputs={{{v!r}: ...}}" \
+                    if v in self.input_names else ""
+                raise DataError(f"data has column '{v}', which is not a node (nodes: {self.nodes}){context}")
             discrete = self.cardinality(v) is not None
             named = None  # in a column of state names, where a name is missing (None, pd.NA): -1 there
             if discrete:
@@ -313,74 +315,3 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
         else:  # columns() gave it the network's dtype already: this refuses only a column that bypassed it
             filled = as_model_dtype(filled, self.dtype, f"data column '{v}' (a continuous node)")
         return filled, missing
-
-    @read_checks_once  # the inputs' integer ranges: one host read
-    def _inputs(self, inputs, rows: int | None = None) -> dict:
-        """The context inputs as a dict name -> ``[N]`` or ``[*B, N, F]`` tensor in the network's dtype.
-
-        A context input is ``batch_shape + feature_shape``: its leading dims are the batch dims the enclosing Pyro
-        program claims left of the data plate (:func:`~hybridpgm.graphs.bn_values.outer_batch_dims`: the particle plate
-        of a vectorized ELBO, IWAE or ``Predictive(..., parallel=True)``), then the row dim ``N``; the trailing dims are
-        features, flattened to ``F`` (:func:`~hybridpgm.graphs.bn_values.context_batch_features`).  The batch dims
-        broadcast with those of the continuous parents in the CPDs.  Where the data's row count ``rows`` is known, that
-        reading is taken only when the dim it puts at the data plate holds ``rows`` entries; else the input is
-        ``[N, d...]`` (its first dim the rows, as outside any plate): an image ``[N, d1, d2]`` under an enumeration or a
-        plate of the caller's keeps its ``d1 * d2`` features.  Where that reading puts one row at the data plate
-        (``[K, 1, F]``: one row per value of an enumerated site) the network does not broadcast it over ``rows`` (an
-        input of ``[K, 1, F]`` for ``K != rows`` is refused by :meth:`_rows`); where ``K == rows`` the shape alone
-        cannot tell it from ``rows`` rows of features ``[N, 1, d...]`` (a single-channel image ``[N, 1, H, W]``).
-        The sizes of the enclosing dims tell them apart
-        (:func:`~hybridpgm.graphs.bn_context_dims.could_be_batch_dims`): where the dim its first entry would take
-        cannot hold ``rows`` entries (an enumerated site of another number of values, a particle plate of another
-        size), the input is rows first; where it may (``K == rows``), or its sizes cannot be told, the input is
-        refused: read rows first it would score row ``n`` with the context of value ``n``.
-
-        :raises DataError: inputs that are not a dict of known context names (or one tensor or array for the
-            single one), values :func:`~hybridpgm.graphs.bn_values._continuous` refuses, or an input read as one
-            row where ``rows`` are more, whose first dim holds ``rows`` and whose enclosing dim may hold them too
-            (naming it, its shape and both fixes).
-        """
-        names = self.input_names
-        if inputs is None:
-            return {}
-        if torch.is_tensor(inputs) or isinstance(inputs, np.ndarray):
-            if len(names) != 1:
-                raise DataError(f"pass inputs as a dict; the network has context inputs {names}")
-            inputs = {names[0]: inputs}
-        if not hasattr(inputs, "items"):
-            raise DataError(f"context inputs must be a tensor or array (a network's one context input) or a dict "
-                            f"name -> tensor, got {type(inputs).__name__}; the network's context inputs: {names}")
-        unknown = set(inputs) - set(names)
-        if unknown:
-            raise DataError(f"unknown context input(s) {sorted(unknown)}; expected {names}")
-        dtype, device, outer = self.dtype, self.device, outer_batch_dims()
-        out = {}
-        for k, t in inputs.items():
-            t = _continuous(t, dtype, device, f"context input '{k}'")
-            batched = context_batch_features(t, outer)
-            if rows is not None and t.dim() > 2 and batched.shape[-2] != rows and t.shape[0] == rows:
-                # one row under the enclosing dims where they may hold its leading dims, or rows first: not guessed
-                if batched.shape[-2] == 1 and could_be_batch_dims(batched.shape[:-2]):
-                    raise DataError(one_row_or_rows_first(k, t, batched, rows))
-                batched = context_batch_features(t, 0)  # [N, d...]: the rows first, the features flattened
-            out[k] = batched
-        return out
-
-    def _rows(self, cols: dict, ctx: dict, num_samples: int | None) -> int:
-        """The number of rows ``N`` of :meth:`model`'s plate: that of the data and of the context inputs (a 0-d
-        input broadcasts), else ``num_samples`` (1 by default).  A context input's rows are read at the data
-        plate's dim, the last of its batch dims (``[N]``, or ``[*B, N, F]`` as :meth:`_inputs` gives it): particle
-        dims (an ``[S, N, d]`` latent of a vectorized ELBO) are not rows.
-
-        :raises DataError: context inputs with another number of rows than the data or each other (all named).
-        """
-        sizes = {f"data ({len(cols)} column{'s' if len(cols) != 1 else ''})": int(t.shape[0])
-                 for t in list(cols.values())[:1]}
-        sizes.update({f"context input '{k}'": int(t.shape[-2 if t.dim() > 1 else 0]) for k, t in ctx.items()
-                      if t.dim() > 0})  # [N] or [*B, N, F] (_inputs): the rows at the data plate's dim
-        if len(set(sizes.values())) > 1:
-            counts = ", ".join(f"{what}: {n}" for what, n in sizes.items())
-            raise DataError(f"BayesNet.model: the data and the context inputs must have one row each per example, "
-                            f"got different row counts ({counts})")
-        return next(iter(sizes.values()), 1 if num_samples is None else num_samples)
-

@@ -38,6 +38,7 @@ from pyro.poutine.messenger import Messenger
 
 from hybridpgm.checks import positive_int
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
+from hybridpgm.plate_dims import plate_holding
 from hybridpgm.train.update_scope import micro_batch_share
 
 __all__ = ["DataPlate", "plate_holding", "prior_weight"]
@@ -124,14 +125,6 @@ class DataPlate:
         per row: the ``n`` rows add up to it once, and the caller's scale, a subsampled plate's ``N / B``,
         weighs it as it weighs the rows; a row that a caller's mask masks out drops its share)."""
         return log_prior if self.caller is None else log_prior / n
-
-
-def plate_holding(dim: int) -> str | None:
-    """The name of the plate that holds tensor dim ``dim`` (``< 0``) in Pyro's plate-dim allocator, ``None`` where
-    it is free; a plate taken off the handler stack by :func:`~pyro.poutine.plate_messenger.block_plate` still
-    holds its dim there."""
-    held = getattr(runtime._DIM_ALLOCATOR, "_stack", None) or []  # read at the call: outside_handlers swaps the list
-    return held[-1 - dim] if -dim <= len(held) else None
 
 
 def _frame(m: IndepMessenger) -> CondIndepStackFrame:

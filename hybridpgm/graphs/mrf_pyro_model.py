@@ -31,6 +31,7 @@ import torch
 
 from hybridpgm.checks import site_prefix
 from hybridpgm.errors import ConfigError, DataError, EvidenceError, ModelSpecError
+from hybridpgm.graphs.bn_context_dims import expand_hint
 from hybridpgm.graphs.bn_plate import DataPlate
 from hybridpgm.graphs.bn_values import outer_batch_dims
 from hybridpgm.graphs.mrf_compile import assignment_states, compile_factor_graph, unknown_names
@@ -144,9 +145,11 @@ def pyro_model(self, values: Mapping[str, torch.Tensor] | None = None, context=N
         shapes = {v: tuple(x.shape) for v, x in values.items()}
         where = "" if context is None else (f" (from a context of shape {tuple(context.shape)})"
                                             if isinstance(context, torch.Tensor) else " (from the context)")
+        hint = expand_hint("context", context.shape, max(data_rows)) if rows == {1} and data_rows and \
+            isinstance(context, torch.Tensor) else ""
         raise EvidenceError(f"MarkovNet.model: the values (shapes {shapes}) and the factors' tables{where}, of "
                             f"{sorted(rows) or 'no'} row(s), need one number of rows, got {sorted(rows | data_rows)}; "
-                            f"give one context row per data row")
+                            f"give one context row per data row{hint}")
     sizes = rows | data_rows
     N = sizes.pop() if sizes else None
     if N == 0:  # tables of 0 rows, from a context of none
