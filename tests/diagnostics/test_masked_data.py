@@ -88,16 +88,23 @@ def mcmc_mask_model(y, mask):
         pyro.sample("y", dist.Normal(mu, 1.0), obs=y, obs_mask=mask)
 
 
-def test_from_mcmc_holds_the_observed_entries_of_an_obs_mask_site():
-    idata = from_mcmc(_nuts_run(mcmc_mask_model, Y, MASK, chains=1, max_tree_depth=4), posterior_predictive=True)
+@pytest.fixture(scope="module")
+def mask_run():
+    """One NUTS run of :func:`mcmc_mask_model`, read (never changed) by the two tests below: each ran its own,
+    the same seeded run."""
+    return _nuts_run(mcmc_mask_model, Y, MASK, chains=1, max_tree_depth=4)
+
+
+def test_from_mcmc_holds_the_observed_entries_of_an_obs_mask_site(mask_run):
+    idata = from_mcmc(mask_run, posterior_predictive=True)
     mu = torch.as_tensor(np.asarray(idata["posterior"]["mu"]))
     _check_the_data_groups(idata, dist.Normal(mu[..., None], 1.0).log_prob(Y[MASK]).numpy())
 
 
-def test_from_mcmc_reports_the_posterior_of_an_obs_mask_site_as_its_node():
+def test_from_mcmc_reports_the_posterior_of_an_obs_mask_site_as_its_node(mask_run):
     """'y' holds the observed value where observed and the draw where missing; 'y_unobserved' (noise where y is
     observed) is gone, also without a replay (log_likelihood=False)."""
-    mcmc = _nuts_run(mcmc_mask_model, Y, MASK, chains=1, max_tree_depth=4)
+    mcmc = mask_run
     raw = mcmc.get_samples(group_by_chain=True)["y_unobserved"]
     for idata in (from_mcmc(mcmc), from_mcmc(mcmc, log_likelihood=False)):
         assert set(idata["posterior"].data_vars) == {"mu", "y"}

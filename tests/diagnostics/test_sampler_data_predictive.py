@@ -30,6 +30,13 @@ def scaled_model(x, *, scale):
         pyro.sample("x", dist.Normal(mu, scale), obs=x)
 
 
+@pytest.fixture(scope="module")
+def global_run():
+    """One NUTS run of ``global_model`` (two chains), read (never changed) by the two tests that took the same
+    seeded run each; the tests that drop its arguments make their own."""
+    return _nuts_run(global_model, Y)
+
+
 def _forget_the_arguments(mcmc):
     """An MCMC object that does not record its run's arguments (Pyro's private attributes, which a future Pyro
     may drop)."""
@@ -77,8 +84,8 @@ def test_an_mcmc_without_recorded_arguments_names_model_args():
         from_mcmc(mcmc, model_args=(Y,), generator=0.5)
 
 
-def test_the_posterior_predictive_replicates_each_draw_reproducibly_leaving_the_global_generator_alone():
-    mcmc = _nuts_run(global_model, Y)
+def test_the_posterior_predictive_replicates_each_draw_reproducibly_leaving_the_global_generator_alone(global_run):
+    mcmc = global_run
     state = torch.get_rng_state()
     idata = from_mcmc(mcmc, posterior_predictive=True, generator=torch.Generator().manual_seed(4))
     assert torch.equal(torch.get_rng_state(), state)
@@ -118,13 +125,13 @@ def test_the_posterior_predictive_of_a_gibbs_run_on_a_bayes_net():
     assert float(replicates.reshape(2, 300)[a == 0].mean()) < 0.4  # each replicate follows its own draw of a
 
 
-def test_arviz_loo_summary_and_plot_ppc_run_on_the_result():
+def test_arviz_loo_summary_and_plot_ppc_run_on_the_result(global_run):
     """The calls of a notebook on an MCMC run, with the posterior predictive (ArviZ 0.x and 1.x; ArviZ 1.x has no
     ``plot_ppc``, its plots live in arviz-plots), and the group's layout, which the plots read, under both."""
     import matplotlib
 
     matplotlib.use("Agg")  # pytest runs headless; this test owns its backend choice
-    idata = from_mcmc(_nuts_run(global_model, Y), posterior_predictive=True)
+    idata = from_mcmc(global_run, posterior_predictive=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert "mu" in az.summary(idata).index

@@ -93,9 +93,12 @@ def test_sample_errors_and_determinism():
         SBNGibbs(torch.nn.Linear(2, 2))
 
 
+@pytest.mark.slow
 def test_generic_gibbs_kernel_on_the_enumerated_model():
     """hybridpgm.infer.Gibbs (a pyro.infer.MCMC kernel) on sbn.enumerated_model: block Gibbs,
-    one whole layer at a time, from its exact conditional; agrees with the enumerated posterior."""
+    one whole layer at a time, from its exact conditional; agrees with the enumerated posterior.  A long statistical
+    check (320 MCMC steps), so ``slow``: the default run keeps ``enumerated_model`` under TraceEnum_ELBO
+    (``test_sbn_exact.py``) and the Gibbs kernel's sites (``tests/infer/test_gibbs_sites.py``)."""
     import pyro
 
     from hybridpgm.generative.sbn import binary_states

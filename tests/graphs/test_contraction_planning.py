@@ -95,7 +95,8 @@ def _assert_as_contract_path_lists(record, refused_allowed=False):
             assert type(plan.opt_cost) is int and type(plan.largest_intermediate) is int
 
 
-@pytest.mark.parametrize("name", ["asia", "alarm", "water", "hailfinder",
+@pytest.mark.parametrize("name", ["asia", "alarm", "hailfinder",  # water, barley: the same code, larger cliques
+                                  pytest.param("water", marks=pytest.mark.slow),  # about 4x alarm's time
                                   pytest.param("barley", marks=pytest.mark.slow)])  # barley: about 10 s
 def test_bayes_net_query_plans_are_the_steps_contract_path_lists(built, name):
     """Guard (passes before and after the walk replaced the replay): every plan the network's first queries build

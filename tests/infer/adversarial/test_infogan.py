@@ -76,8 +76,12 @@ def test_bad_configuration():
         InfoGAN(MLPGenerator(6, 2), MLPDiscriminator(2), nn.Linear(2, 1), num_categories=0, num_continuous=0)
 
 
+@pytest.mark.slow
 def test_recovers_digit_classes_better_than_chance(digits):
-    """Unsupervised: the categorical code's assignments of real test digits beat chance (0.1) clearly."""
+    """Unsupervised: the categorical code's assignments of real test digits beat chance (0.1) clearly.  A long
+    statistical check (500 training steps), so ``slow``: the default run keeps InfoGAN's training through
+    ``fit`` (:func:`test_trains_without_nan_on_ring`) and its information term
+    (:func:`test_losses_add_the_information_term`)."""
     torch.manual_seed(0)
     info = InfoGAN(MLPGenerator(16 + 12, 64, (128, 128), out_activation="sigmoid"), MLPDiscriminator(64, (128,)),
                    MLPDiscriminator(64, (128,), out_dim=12), num_categories=10, num_continuous=2)
