@@ -304,6 +304,8 @@ class Gibbs(MCMCKernel):
             and ``supports`` lists each site's ``[k_s]`` support values.
         :raises ModelSpecError: a site reads the block across one of the block's plates (its log-density does not
             fit its plates, or varies with the block but lies outside the plate), naming the site and the plate.
+            Also where ``pyro.markov`` gives two of the block's sites one enumeration dim (sites further
+            apart than its history), naming them.
         """
         mpn = self.max_plate_nesting
         others = {k: v for k, v in params.items() if k not in block}
@@ -314,6 +316,12 @@ class Gibbs(MCMCKernel):
             tr.compute_log_prob()
         keep = self._plates[tuple(block)]
         enum_dims = [tr.nodes[s]["infer"].get("_enumerate_dim") for s in block]
+        shared = [s for s, d in zip(block, enum_dims) if enum_dims.count(d) > 1]
+        if shared:  # pyro.markov recycles the dims of sites out of its history: no joint table of the block
+            raise ModelSpecError(f"Gibbs: the sites {shared} of block {list(block)} share an enumeration dim "
+                                 f"(pyro.markov recycles the dims of sites further apart than its history), so "
+                                 f"the block cannot be enumerated jointly; draw them in separate blocks, or raise "
+                                 f"pyro.markov's history to the block's span")
         num_enum = -min(enum_dims) - mpn  # enum dims in use: -mpn-1 .. -mpn-num_enum
         frames = self._frames[tuple(block)]
         total = None
