@@ -15,6 +15,7 @@ and gradient steps on it learn the CPDs from incomplete data.  It relies on the 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 
 import numpy as np
 import pyro
@@ -38,6 +39,9 @@ from hybridpgm.train.update_scope import weighted_per_update
 from hybridpgm.transform_scope import vmap_reads_refused
 
 __all__ = ["BayesNetModel"]
+
+#: (model, columns, their pattern) that log_prob hands to the model it traces (BayesNetModel._observed_read)
+_OBSERVED_GIVEN: contextvars.ContextVar[tuple | None] = contextvars.ContextVar("hybridpgm_bn_observed", default=None)
 
 
 class BayesNetModel:
@@ -257,7 +261,6 @@ class BayesNetModel:
                             f"hybridpgm.infer.exact.posterior_sample(bn, {num_samples}, "
                             f"{{{', '.join(f'{k!r}: <its rows>' for k in rows)}}})")
         if evidence is not None or generator is not None:
-            from hybridpgm.infer.bn_evidence import evidence_mapping
             from hybridpgm.infer.exact import posterior_sample
 
             # the networks' running statistics are left as they were (their dropout draws come from the generator:
@@ -266,7 +269,8 @@ class BayesNetModel:
                 if evidence is None and rows:  # sample s given input row s: [num_samples], as the ancestral draws
                     draws = posterior_sample(self.check(), 1, context, generator=generator)
                     return {v: t[0, :num_samples] for v, t in draws.items()}
-                return posterior_sample(self.check(), num_samples, {**context, **evidence_mapping(self, evidence)},
+                # a context input given both in inputs= and in the evidence is refused, as by the exact queries
+                return posterior_sample(self.check(), num_samples, self._with_inputs(evidence, context, "sample"),
                                         generator=generator)
         with torch.no_grad(), self._query():  # a Pyro plate cannot be empty: zero samples are one, sliced away
             tr = poutine.trace(self.model).get_trace(None, None, inputs, num_samples=max(num_samples, 1))
@@ -346,20 +350,21 @@ class BayesNetModel:
     @contextlib.contextmanager
     def _observed_read(self, cols: dict, observed: dict):
         """Within it, :meth:`model` of the very tensors ``cols`` takes ``observed`` (their
-        :meth:`_observed_columns`, read once by :meth:`_log_prob`) instead of reading the pattern again."""
-        previous = self.__dict__.get("_observed_given")
-        self.__dict__["_observed_given"] = (cols, observed)
+        :meth:`_observed_columns`, read once by :meth:`_log_prob`) instead of reading the pattern again (in a context
+        variable, not on the instance: another thread's call neither sees it nor restores it after its own)."""
+        reset = _OBSERVED_GIVEN.set((self, cols, observed))
         try:
             yield
         finally:
-            self.__dict__["_observed_given"] = previous
+            _OBSERVED_GIVEN.reset(reset)
 
     def _observed_of(self, cols: dict) -> dict:
         """:meth:`_observed_columns` of ``cols``; the pattern :meth:`_observed_read` hands over where ``cols`` holds
         the very tensors it was read from (no second host read), else read here."""
-        given = self.__dict__.get("_observed_given")
-        if given is not None and given[0].keys() == cols.keys() and all(given[0][v] is t for v, t in cols.items()):
-            return given[1]
+        given = _OBSERVED_GIVEN.get()
+        if given is not None and given[0] is self and given[1].keys() == cols.keys() \
+                and all(given[1][v] is t for v, t in cols.items()):
+            return given[2]
         return self._observed_columns(cols)
 
 

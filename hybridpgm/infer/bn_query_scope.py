@@ -79,9 +79,8 @@ def exact_query(query: _F) -> _F:
         try:
             with context() if callable(context) else contextlib.nullcontext():
                 return query(bn, *args, **kwargs)
-        except RuntimeError as error:  # a batched evidence tensor read on the host: torch's vmap error
-            if "vmap" in str(error):
-                refuse_vmap(query.__name__, error)
+        except RuntimeError as error:  # under vmap, whatever torch's message (a batched tensor read on the host, a
+            refuse_vmap(query.__name__, error)  # reverse pass over batched weights): the ConfigError explaining why
             raise
 
     return kept  # type: ignore[return-value]

@@ -60,3 +60,13 @@ def test_log_prob_given_a_context_input_as_a_column_names_inputs():
         bn.log_prob({"c": c, "y": y, "z": z})
     with pytest.raises(DataError, match=r"column 'w', which is not a node \(nodes: \['c', 'y'\]\)$"):
         bn.log_prob({"c": c, "y": y, "w": z}, inputs={"z": z})  # not a context input: no hint
+
+
+def test_sample_given_a_context_input_both_ways_is_refused_naming_it():
+    """Found by review C: ``sample(n, inputs=..., evidence=...)`` let the evidence's value win, silently."""
+    bn, y, _, z = _net()
+    with pytest.raises(EvidenceError, match=r"BayesNet.sample: the context input\(s\) \['z'\] are given both"):
+        bn.sample(2, inputs={"z": z + 5}, evidence={"y": y, "z": z}, generator=torch.Generator().manual_seed(0))
+    drawn = bn.sample(2, inputs={"z": z}, evidence={"y": y}, generator=torch.Generator().manual_seed(0))
+    want = bn.sample(2, evidence={"y": y, "z": z}, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(drawn["c"], want["c"])  # inputs= gives the draws of the context in the evidence

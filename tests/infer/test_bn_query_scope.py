@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from hybridpgm.errors import ConfigError
+from hybridpgm.graphs import BayesNet, cpd
 from hybridpgm.infer import exact
 from tests.graphs.bn_helpers import single_thread, sprinkler  # noqa: F401 (autouse fixture)
 
@@ -99,3 +100,30 @@ def test_vmap_over_the_weights_is_refused_naming_the_weights(method):
             for k, p in params.items():
                 p.copy_(stacked[k][i])
         torch.testing.assert_close(got, QUERIES[method](bn, ROWS))
+
+
+def test_vmap_over_the_weights_past_the_dense_path_is_refused_clearly():
+    """Found by review C: on a network of more unobserved joint states than the dense path takes (3 * 3^6), a vmap
+    over stacked CPD weights of ``posterior`` raised torch's "element 0 of tensors does not require grad" (a
+    RuntimeError without "vmap" in it) where a small network's raised the ConfigError."""
+    g = torch.Generator().manual_seed(0)
+    bn = BayesNet()
+    bn.add("r", cpd.Table(torch.softmax(torch.randn(3, generator=g), -1)))
+    for i in range(6):
+        bn.add(f"x{i}", cpd.Table(torch.softmax(torch.randn(3, 3, generator=g), -1), ["r" if i == 0 else f"x{i - 1}"]))
+        bn.add(f"y{i}", cpd.Table(torch.softmax(torch.randn(3, 2, generator=g), -1), [f"x{i}"]))
+    bn.requires_grad_(False)
+    evidence = {f"y{i}": torch.tensor([0, 1, 1]) for i in range(6)}
+
+    class Posterior(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bn = bn
+
+        def forward(self):
+            return self.bn.posterior(["r", "x3"], evidence)["r"]
+
+    query = Posterior()
+    stacked = {f"bn.{k}": torch.stack([v.detach(), v.detach() * 1.1]) for k, v in bn.named_parameters()}
+    with pytest.raises(ConfigError, match=r"BayesNet\.posterior .*torch\.func\.vmap"):
+        torch.func.vmap(lambda weights: torch.func.functional_call(query, weights, ()))(stacked)
