@@ -22,12 +22,14 @@ is not split, on one process, has share 1 and is left alone (no handler: the dir
 :class:`~hybridpgm.infer.DirectTrace_ELBO` stays open).
 
 Which sites are global is learnt from the probe trace pair that ``per_example`` already runs
-(:func:`~hybridpgm.infer.subsample_scale.check_plate_scale`), by name (:func:`sites_outside_batch_plates`): a site
-none of whose plates has the batch's size.  A global site in a plate that happens to have the batch's size (a
+(:func:`~hybridpgm.infer.subsample_scale.check_plate_scale`), by name (:func:`sites_outside_batch_plates`):
+a latent site none of whose plates has the batch's size and whose value has no dimension of that size (an
+observed site outside the plates is the batch's likelihood as one event, ``pyro.factor`` of a sum over the rows:
+never global).  A global site in a plate that happens to have the batch's size (a
 plate of 4 features and a batch of 4 rows) is taken for an example's; sites added inside
 :func:`~hybridpgm.train.update_scope.weighted_per_update` are weighted by the model itself and left alone.
-Pyro's :class:`~pyro.infer.TraceEnum_ELBO` needs one scale for all enumerated sites: a global enumerated site
-besides local ones is refused by Pyro under a share other than 1.
+Pyro's :class:`~pyro.infer.TraceEnum_ELBO` needs one scale for all enumerated sites: an enumerated site is never
+taken for a global one (it counts once per micro-batch, as before).
 """
 
 from __future__ import annotations
@@ -45,8 +47,16 @@ __all__ = ["GlobalShare", "sites_outside_batch_plates"]
 
 
 def sites_outside_batch_plates(traces: Iterable[poutine.Trace], batch: int) -> frozenset[str]:
-    """The names of the sample sites of ``traces`` none of whose plates has ``batch`` elements (global sites: one
-    term per batch, not per example).
+    """The names of the latent sample sites of ``traces`` none of whose plates has ``batch`` elements and whose
+    value has no dimension of ``batch`` elements (global sites: one term per batch, not per example).
+
+    An observed site is never global: outside a plate it is the batch's likelihood as one event (``.to_event``
+    over the rows, ``pyro.factor`` of their sum), whose share fit's weights :math:`m_i / B` already give; a latent
+    with a dimension of the batch's size outside the plates (``z`` of shape ``(B, d)`` under ``.to_event(2)``) is
+    the rows' too.  (Scaled by the share, either counted :math:`m_i / B` times too little.)  An enumerated site is
+    left alone: Pyro's :class:`~pyro.infer.TraceEnum_ELBO` refuses enumerated sites of different scales (a raw
+    ``ValueError`` beside a local enumerated site), and a discrete global latent summed out does not split over
+    micro-batches anyway.
 
     :param traces: a guide trace and a model trace (probe traces of one batch).
     :param int batch: :math:`B`, the batch's number of examples.
@@ -54,9 +64,11 @@ def sites_outside_batch_plates(traces: Iterable[poutine.Trace], batch: int) -> f
     names = set()
     for trace in traces:
         for name, site in trace.nodes.items():
-            if site["type"] != "sample" or site_is_subsample(site):  # a plate's own site
-                continue
-            if all(_size(frame.size) != batch for frame in site["cond_indep_stack"]):
+            if site["type"] != "sample" or site_is_subsample(site) or site["is_observed"] \
+                    or (site.get("infer") or {}).get("enumerate"):
+                continue  # a plate's own site; an observed one (the batch's likelihood as one event, pyro.factor)
+            if all(_size(frame.size) != batch for frame in site["cond_indep_stack"]) \
+                    and batch not in tuple(getattr(site["value"], "shape", ())):  # not a latent of the rows
                 names.add(name)
     return frozenset(names)
 

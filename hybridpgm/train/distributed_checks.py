@@ -16,9 +16,12 @@ gradients, the data.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import random
 
+import numpy as np
 import torch
 
 from hybridpgm.errors import ConfigError
@@ -121,7 +124,8 @@ DATA_KEY = ("data (a checksum of its first, middle and last examples: every rank
 def data_fingerprint(dataset, world_size: int) -> float | None:
     """A checksum of ``dataset`` that the ranks compare at the start of ``fit`` (in the configuration of
     :meth:`~hybridpgm.train.distributed.DistributedContext.check_same`: no collective of its own): the float64 sum
-    of the tensors of its examples ``0``, ``N // 2`` and ``N - 1`` (NaN read as 0, infinities as +-1).
+    of the tensors of its examples ``0``, ``N // 2`` and ``N - 1`` (NaN read as 0, infinities as +-1), read with the
+    global RNGs seeded (:func:`_fixed_draws`: a data set drawn at each read checksums alike on every rank).
 
     ``fit`` shards the data itself, every rank taking its rows of one permutation: ranks that each pass their own
     shard of one size (rows 0..7 on rank 0, 8..15 on rank 1) were sharded again, silently, one epoch seeing half
@@ -132,7 +136,29 @@ def data_fingerprint(dataset, world_size: int) -> float | None:
     if world_size <= 1:
         return None
     n = len(dataset)
-    return sum((_checksum(dataset[i]) for i in sorted({0, n // 2, n - 1})), 0.0)
+    with _fixed_draws():
+        return sum((_checksum(dataset[i]) for i in sorted({0, n // 2, n - 1})), 0.0)
+
+
+@contextlib.contextmanager
+def _fixed_draws():
+    """Within it the global torch (CPU and initialised CUDA devices), NumPy and Python RNGs are seeded with 0, and
+    restored after: a data set that draws as it reads (:class:`~hybridpgm.data.DynamicBinarized`, a random
+    augmentation) reads the same on every rank, whatever the rank's RNG (``fit`` leaves it where the rank-mixed
+    seed of the previous run left it; a script may seed per rank), and the check uses up no random number."""
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    python, numpy_state = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=devices):
+        torch.default_generator.manual_seed(0)  # not torch.manual_seed: it queues a seed for a CUDA not yet started
+        if devices:
+            torch.cuda.manual_seed_all(0)
+        random.seed(0)
+        np.random.seed(0)
+        try:
+            yield
+        finally:
+            random.setstate(python)
+            np.random.set_state(numpy_state)
 
 
 def _checksum(example) -> float:
