@@ -17,13 +17,16 @@ ROWS = {  # the table's row label -> the JSON's key
 }
 
 
-def test_the_docs_run_1_column_is_the_committed_json():
+def test_the_docs_column_of_the_committed_run_is_the_committed_json():
+    """The column of the run the docs name as ``benchmarks/results/vae_step.json`` holds its ratios."""
     ratios = json.loads((ROOT / "benchmarks/results/vae_step.json").read_text())["ratio_over_reference"]
+    text = (ROOT / "docs/vae.md").read_text()
+    run = int(re.search(r"`benchmarks/results/vae_step\.json` is run (\d+)", text).group(1))
     table = {}
-    for line in (ROOT / "docs/vae.md").read_text().splitlines():
+    for line in text.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == 4 and re.fullmatch(r"\d\.\d{3}", cells[1]):
-            table[cells[0]] = float(cells[1])
+        if len(cells) > run and re.fullmatch(r"\d\.\d{3}", cells[1]) and re.fullmatch(r"\d\.\d{3}", cells[run]):
+            table[cells[0]] = float(cells[run])
     for label, key in ROWS.items():
         assert table[label] == round(ratios[key], 3), label
 
