@@ -69,6 +69,18 @@ $(LOWEST_STAMP): ci/lowest-constraints.txt pyproject.toml
 	$(LOWEST_VENV)/bin/python -m pip install -q --no-cache-dir -c ci/lowest-constraints.txt -e ".[test]"
 	touch $(LOWEST_STAMP)
 
+# test-python-surface: on the newest Python (CI's 3.13 run, whose torch, NumPy and ArviZ are the 3.12 run's), the
+# tests where the Python version shows: the package-wide tests in tests/ (serialization and pickles, the CLI and
+# argparse, import state, warnings, paths, docstrings, the examples and docs code), training's signals, checkpoints
+# and file writes, and the one file or two per model family of test-lowest; the whole suite runs on 3.11 and 3.12.
+PY_SURFACE_TESTS = $(sort $(wildcard tests/test_*.py) $(wildcard tests/train/test_signals*.py) \
+	$(wildcard tests/train/test_checkpoint*.py) $(wildcard tests/train/test_atomic_write*.py) \
+	$(wildcard tests/train/test_torch_load*.py) $(LOWEST_TESTS))
+
+.PHONY: test-python-surface
+test-python-surface: $(STAMP)  ## the Python-facing selection of tests (CI runs it on Python 3.13)
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 -q $(PY_SURFACE_TESTS)
+
 .PHONY: test-lowest
 test-lowest: $(LOWEST_STAMP)  ## the demo and a short test selection with the lowest declared versions (ci/lowest-constraints.txt)
 	$(LOWEST_VENV)/bin/python -c "import sys, torch, numpy, arviz, pandas; print('lowest: Python', sys.version.split()[0], 'torch', torch.__version__, 'numpy', numpy.__version__, 'ArviZ', arviz.__version__, 'pandas', pandas.__version__)"
