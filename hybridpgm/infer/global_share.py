@@ -28,12 +28,32 @@ observed site outside the plates is the batch's likelihood as one event, ``pyro.
 never global).  A global site in a plate that happens to have the batch's size (a
 plate of 4 features and a batch of 4 rows) is taken for an example's; sites added inside
 :func:`~hybridpgm.train.update_scope.weighted_per_update` are weighted by the model itself and left alone.
-Pyro's :class:`~pyro.infer.TraceEnum_ELBO` needs one scale for all enumerated sites: an enumerated site is never
-taken for a global one (it counts once per micro-batch, as before).
+An enumerated site outside the batch's plates (a global discrete latent that
+:class:`~pyro.infer.TraceEnum_ELBO` or :class:`~pyro.infer.TraceTMC_ELBO` sums out) is refused under a share other
+than 1 with a :class:`~hybridpgm.errors.ConfigError` naming it: the batch's term
+:math:`\log \sum_c p(c) \prod_b p(x_b \mid c)` is no sum over micro-batches, and no scale of :math:`c` makes
+``accumulate`` train it (before, it counted once per micro-batch: another model, silently).  A plate that
+subsamples the batch's rows (``pyro.plate("data", len(x), subsample_size=b)``: size :math:`b`, full size
+:math:`B`) is the batch's plate too.
+
+**Which objectives.**  :func:`share_scope` gives the handler to every objective with ``per_example`` whose loss is
+linear in each site's log-density, so that scaling a site's terms scales its part of the loss:
+:class:`~hybridpgm.infer.SVIObjective` with Pyro's ``Trace_ELBO`` family (``TraceGraph_ELBO``'s score function
+:math:`\nabla_\phi \log q(\beta)` is left unscaled by Pyro, its downstream cost :math:`w_i G + \sum_{b \in i}
+\ell_b` carries the share, as the micro-batch's part of :math:`G + \sum_b \ell_b` should) and
+:class:`~hybridpgm.infer.NVIL` (on ``TraceGraph_ELBO``).  The importance-weighted estimators take a log-mean-exp
+over particles of weights that hold the global latent's density, :math:`\log \frac1K \sum_k
+\frac{p(\beta_k)}{q(\beta_k)} \prod_b \frac{p(x_b, z_{bk} \mid \beta_k)}{q(z_{bk} \mid x_b)}`: it is not a sum
+over the rows, so no scale of :math:`\beta`'s terms makes the micro-batches' losses add up to the batch's (a share
+inside the log-mean-exp weights :math:`(p/q)^{w_i}`, another estimator).  :class:`~hybridpgm.infer.IWAE` under
+``SVIObjective`` is therefore refused with a share other than 1 (:func:`refuse_joint_weights`), and VIMCO, RWS and
+wake-sleep (:class:`~hybridpgm.infer.particle_elbo.ParticleELBO`, one weight per data point) refuse a site outside
+the data plate at any ``accumulate``.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Iterable
 
 import pyro.poutine as poutine
@@ -41,9 +61,10 @@ import torch
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
 
-from hybridpgm.train.update_scope import weighted_per_update_active
+from hybridpgm.errors import ConfigError
+from hybridpgm.train.update_scope import micro_batch_share, weighted_per_update_active
 
-__all__ = ["GlobalShare", "sites_outside_batch_plates"]
+__all__ = ["GlobalShare", "refuse_joint_weights", "share_scope", "sites_outside_batch_plates"]
 
 
 def sites_outside_batch_plates(traces: Iterable[poutine.Trace], batch: int) -> frozenset[str]:
@@ -53,10 +74,11 @@ def sites_outside_batch_plates(traces: Iterable[poutine.Trace], batch: int) -> f
     An observed site is never global: outside a plate it is the batch's likelihood as one event (``.to_event``
     over the rows, ``pyro.factor`` of their sum), whose share fit's weights :math:`m_i / B` already give; a latent
     with a dimension of the batch's size outside the plates (``z`` of shape ``(B, d)`` under ``.to_event(2)``) is
-    the rows' too.  (Scaled by the share, either counted :math:`m_i / B` times too little.)  An enumerated site is
-    left alone: Pyro's :class:`~pyro.infer.TraceEnum_ELBO` refuses enumerated sites of different scales (a raw
-    ``ValueError`` beside a local enumerated site), and a discrete global latent summed out does not split over
-    micro-batches anyway.
+    the rows' too.  (Scaled by the share, either counted :math:`m_i / B` times too little.)  An enumerated site
+    outside the plates is listed too: :class:`GlobalShare` refuses it (its sum over values is taken over the whole
+    batch, :math:`\\log \\sum_c p(c) \\prod_b p(x_b \\mid c)`, which does not split over micro-batches).
+
+    A plate whose full size is the batch's (one that subsamples the rows it is given) is the batch's plate.
 
     :param traces: a guide trace and a model trace (probe traces of one batch).
     :param int batch: :math:`B`, the batch's number of examples.
@@ -64,10 +86,9 @@ def sites_outside_batch_plates(traces: Iterable[poutine.Trace], batch: int) -> f
     names = set()
     for trace in traces:
         for name, site in trace.nodes.items():
-            if site["type"] != "sample" or site_is_subsample(site) or site["is_observed"] \
-                    or (site.get("infer") or {}).get("enumerate"):
+            if site["type"] != "sample" or site_is_subsample(site) or site["is_observed"]:
                 continue  # a plate's own site; an observed one (the batch's likelihood as one event, pyro.factor)
-            if all(_size(frame.size) != batch for frame in site["cond_indep_stack"]) \
+            if all(batch not in (_size(frame.size), _size(frame.full_size)) for frame in site["cond_indep_stack"]) \
                     and batch not in tuple(getattr(site["value"], "shape", ())):  # not a latent of the rows
                 names.add(name)
     return frozenset(names)
@@ -84,6 +105,9 @@ class GlobalShare(Messenger):
     """Multiply the scale of the named sample sites by ``share`` (see the module docstring); entered around the
     ELBO's call, so that it handles the model's and the guide's sites alike.
 
+    :raises ConfigError: a named site is enumerated (by :class:`~pyro.infer.TraceEnum_ELBO`'s or
+        :class:`~pyro.infer.TraceTMC_ELBO`'s handler, inside this one): summed out over the whole batch.
+
     :param names: the global sites (:func:`sites_outside_batch_plates`).
     :param float share: the micro-batch's share of the update, :math:`m_i / (B R)`.
     """
@@ -94,4 +118,44 @@ class GlobalShare(Messenger):
 
     def _process_message(self, msg: dict) -> None:
         if msg["type"] == "sample" and msg["name"] in self.names and not weighted_per_update_active():
+            if "_enumerate_dim" in (msg.get("infer") or {}):  # summed out by Pyro's enumeration (run inside)
+                raise ConfigError(
+                    f"the enumerated site {msg['name']!r} lies outside the batch's plate: its sum over its values is "
+                    "taken over the whole batch (log sum_c p(c) prod_b p(x_b | c)), which does not split over fit's "
+                    f"micro-batches (this one's share of the update: {self.share:g}, under accumulate > 1 or several "
+                    "ranks), so accumulate would train another model.  Use accumulate=1 on one process, or sample "
+                    "the site in the guide instead of enumerating it")
             msg["scale"] = self.share * msg["scale"]
+
+
+def share_scope(sites: frozenset[str] | None) -> contextlib.AbstractContextManager:
+    """:class:`GlobalShare` of ``sites`` with the share of the micro-batch :func:`hybridpgm.fit` is running
+    (:func:`~hybridpgm.train.update_scope.micro_batch_share`) when there are such sites and that share is not 1;
+    else no handler (a batch that is not split, on one process, and calls outside ``fit`` keep the direct path:
+    bit for bit the loss without this module).  For the objectives with ``per_example=True``; with
+    ``per_example=False`` the loss is a full-data estimate and fit's weights :math:`m_i / B` already count a global
+    term once per update.
+
+    :param sites: the global sites (:func:`sites_outside_batch_plates`), ``None`` before the first probe."""
+    share = micro_batch_share()
+    if share is None or share == 1.0 or not sites:
+        return contextlib.nullcontext()
+    return GlobalShare(sites, share)
+
+
+def refuse_joint_weights(scope: contextlib.AbstractContextManager, objective: str, estimator: str) -> None:
+    """Refuse to share global sites out over micro-batches for an ``estimator`` whose importance weights hold them
+    (see the module docstring: the batch's bound is no sum over its micro-batches).
+
+    :param scope: what :func:`share_scope` returned (refused when it is a :class:`GlobalShare`).
+    :param str objective: the objective's name, ``estimator`` its estimator's, for the message.
+    :raises ConfigError: naming the global sites, the share and the fixes."""
+    if not isinstance(scope, GlobalShare):
+        return
+    raise ConfigError(
+        f"{objective} with {estimator}: the latent site(s) {sorted(scope.names)} lie outside the batch's plate, so "
+        "the importance weights of the bound are taken over the whole batch (global and local latents jointly), "
+        f"and the bound of a batch is no sum of the bounds of its parts: fit's micro-batch (share {scope.share:g} "
+        "of the update, accumulate > 1 or several ranks) cannot train the bound of the unsplit batch.  Use "
+        "accumulate=1 on one process, or an ELBO that splits over the rows (Trace_ELBO; IWAE(num_particles=1) "
+        "is that ELBO)")

@@ -9,6 +9,7 @@ a batch into the model's arguments.  Subclasses define :meth:`players` and
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Callable, Iterable
 
 import torch
@@ -18,8 +19,9 @@ from torch import nn
 from hybridpgm.checks import flag
 from hybridpgm.errors import ConfigError, DataError
 from hybridpgm.infer.autoguide_plates import AutoguideBatchingCheck, check_subsampled_autoguides
+from hybridpgm.infer.global_share import share_scope
 from hybridpgm.infer.particle_probe import build_autoguides
-from hybridpgm.infer.subsample_scale import check_plate_scale
+from hybridpgm.infer.subsample_scale import probe_batch
 from hybridpgm.summary_repr import model_guide_text
 from hybridpgm.train.objective import elbo_settings
 
@@ -59,7 +61,9 @@ class ModelGuideObjective(AutoguideBatchingCheck):
         are then scaled by :math:`N / B`, the loss is already an unbiased full-data estimate, and a further
         division by :math:`B` would make the update depend on the batch size and on ``fit``'s
         ``accumulate``.  With ``per_example=True`` the subclasses' ``loss`` refuses such a plate
-        (:meth:`check_per_example`).
+        (:meth:`check_per_example`).  With ``per_example=True`` a latent site outside every plate of the batch's
+        size (a global latent) counts once per update of ``fit`` where the subclass's estimator allows it
+        (:meth:`global_share`: NVIL); VIMCO, RWS and wake-sleep refuse such a site.
     :raises ConfigError: ``model`` or ``guide`` is not callable, ``model_kwargs`` not a dict, ``module`` not a
         module, ``per_example`` not ``True`` or ``False``, or the two parameter groups cannot be told apart
         (or share a parameter).
@@ -73,6 +77,9 @@ class ModelGuideObjective(AutoguideBatchingCheck):
     #: the smallest batch :meth:`check_per_example` has probed (``None``: none yet); a class-level default, so
     #: that an objective pickled before it existed still loads
     _smallest_probed: int | None = None
+    #: the sample sites outside the batch's plates, from :meth:`check_per_example`'s first probe (``None``: not
+    #: probed yet, or the probe failed); a class-level default, as :attr:`_smallest_probed`
+    _global_sites: frozenset[str] | None = None
 
     def __init__(self, model: Callable, guide: Callable, *,
                  model_parameters: Iterable[nn.Parameter] | None = None,
@@ -239,11 +246,17 @@ class ModelGuideObjective(AutoguideBatchingCheck):
             parameters do not exist yet) or groups listed before an autoguide ran: call :meth:`setup` first."""
         if not self._groups_checked:  # once per objective: an attribute read on every other step
             self._check_groups()
-        if not self.per_example or (self._smallest_probed is not None and size >= self._smallest_probed):
-            return
-        check_plate_scale(self.model, self.guide, args, self.model_kwargs, size, objective=type(self).__name__,
-                          modules=(self.module,))
-        self._smallest_probed = size  # not after a refusal: the next call refuses again
+        if self.per_example:
+            probe_batch(self, args, size, type(self).__name__)  # and the global sites, for global_share
+
+    def global_share(self) -> contextlib.AbstractContextManager:
+        """The handler that gives the sites outside the batch's plates (found by :meth:`check_per_example`'s first
+        probe) the share :math:`m_i / (B R)` of the micro-batch ``fit`` runs in its update
+        (:func:`~hybridpgm.infer.global_share.share_scope`), under ``per_example``; else, and for a batch that is
+        not split on one process, no handler.  A subclass whose loss is linear in each site's log-density (NVIL's
+        ELBO) computes it inside; the importance-weighted ones (VIMCO, RWS, wake-sleep) refuse such sites at any
+        ``accumulate`` instead (:mod:`~hybridpgm.infer.global_share`)."""
+        return share_scope(self._global_sites) if self.per_example else contextlib.nullcontext()
 
     def settings(self) -> dict[str, Any]:
         """What defines the objective beyond its parameters, compared when ``fit`` resumes a checkpoint: the

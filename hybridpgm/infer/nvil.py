@@ -185,7 +185,13 @@ class NVIL(ModelGuideObjective):
 
     def loss(self, player: str, batch: Any) -> torch.Tensor:
         """:meth:`NVIL_ELBO.differentiable_loss <hybridpgm.infer.nvil_elbo.NVIL_ELBO.differentiable_loss>` on
-        ``batch`` (0-d), divided by the batch size when ``per_example``.
+        ``batch`` (0-d), divided by the batch size when ``per_example``; then the sites outside the batch's plates
+        (a global latent's prior and guide terms) carry the share :math:`m_i / (B R)` of the micro-batch that
+        :func:`hybridpgm.fit` runs in its update (:meth:`~ModelGuideObjective.global_share`), so that
+        ``accumulate`` and the ranks train as one unsplit batch.  Pyro leaves a site's score function unscaled and
+        scales its log-densities, so a non-reparameterized global site :math:`\\beta` gets the surrogate
+        :math:`\\nabla \\log q(\\beta)\\,(w_i G(\\beta) + \\sum_{b \\in i} \\ell_b)`, micro-batch :math:`i`'s part of
+        the batch's :math:`\\nabla \\log q(\\beta)\\,(G(\\beta) + \\sum_b \\ell_b)`.
 
         :param str player: ``"elbo"``.
         :param batch: the model's positional arguments (a tensor, or a tuple of them)."""
@@ -197,5 +203,6 @@ class NVIL(ModelGuideObjective):
             # guessed once, leaving the objective's module (baselines and model) as it was: exact resume
             self.elbo._guess_max_plate_nesting(self.model, self.elbo._attach(self.guide, args), args,
                                                self.model_kwargs, modules=(self.module,))
-        loss = self.elbo.differentiable_loss(self.model, self.guide, *args, **self.model_kwargs)
+        with self.global_share():  # a global latent's terms: the micro-batch's share of fit's update
+            loss = self.elbo.differentiable_loss(self.model, self.guide, *args, **self.model_kwargs)
         return loss / size if self.per_example else loss

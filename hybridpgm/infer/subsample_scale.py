@@ -39,7 +39,7 @@ from hybridpgm.errors import ConfigError
 from hybridpgm.infer.global_share import sites_outside_batch_plates
 from hybridpgm.infer.particle_probe import probing
 
-__all__ = ["check_plate_scale", "scaled_batch_plate", "subsample_factor"]
+__all__ = ["check_plate_scale", "probe_batch", "scaled_batch_plate", "subsample_factor"]
 
 
 def _as_int(size: Any) -> int | None:
@@ -130,3 +130,28 @@ def check_plate_scale(model: Callable, guide: Callable, args: tuple, kwargs: dic
         f"log-densities are scaled by {full}/{batch}), so the loss is already a full-data estimate; per_example=True "
         "(the default) would divide it by the batch size again, making the update depend on the batch size and on "
         f"fit's accumulate. Pass per_example=False: {objective}(..., per_example=False)")
+
+
+def probe_batch(objective: Any, args: tuple, size: int, name: str) -> None:
+    """:func:`check_plate_scale` of an objective with ``per_example=True`` (:class:`~hybridpgm.infer.SVIObjective`,
+    :class:`~hybridpgm.infer.model_guide_objective.ModelGuideObjective`) on its first batch, and again only on a
+    batch smaller than any probed before (a plate of ``num_data`` rows looks unscaled on a batch of all of them and
+    shows its :math:`N / B` on a smaller one: a short last batch, a micro-batch of ``accumulate``); otherwise one
+    comparison of two ints.  Keeps the smallest size probed in ``objective._smallest_probed`` (not after a
+    refusal: the next call refuses again) and the first successful probe's global sites
+    (:func:`~hybridpgm.infer.global_share.sites_outside_batch_plates`, the largest batch's mostly) in
+    ``objective._global_sites``, which :func:`~hybridpgm.infer.global_share.share_scope` scales.
+
+    :param objective: has ``model``, ``guide``, ``model_kwargs`` and ``module``.
+    :param tuple args: the programs' positional arguments (the batch).
+    :param int size: the batch's number of examples :math:`B`.
+    :param str name: the objective's name for the message.
+    :raises ConfigError: as :func:`check_plate_scale`."""
+    smallest = getattr(objective, "_smallest_probed", None)
+    if smallest is not None and size >= smallest:
+        return
+    sites = check_plate_scale(objective.model, objective.guide, args, objective.model_kwargs, size, objective=name,
+                              modules=(objective.module,))
+    if getattr(objective, "_global_sites", None) is None:
+        objective._global_sites = sites
+    objective._smallest_probed = size

@@ -14,18 +14,17 @@ from hybridpgm.checks import check_player, flag
 from hybridpgm.errors import ConfigError, DataError, ObjectiveError
 from hybridpgm.infer.autoguide_plates import AutoguideBatchingCheck, check_subsampled_autoguides
 from hybridpgm.infer.direct_trace_elbo import DirectTrace_ELBO
-from hybridpgm.infer.global_share import GlobalShare
+from hybridpgm.infer.global_share import refuse_joint_weights, share_scope
 from hybridpgm.infer.iwae import IWAE
 from hybridpgm.infer.jit_shapes import ShapeKeyedPrograms, compiles_on_first_shape
 from hybridpgm.infer.particle_elbo import ParticleELBO, probing
 from hybridpgm.infer.particle_probe import build_autoguides
-from hybridpgm.infer.subsample_scale import check_plate_scale
+from hybridpgm.infer.subsample_scale import probe_batch
 from hybridpgm.options import Option
 from hybridpgm.precision_scope import autocast_states, autocast_switched
 from hybridpgm.summary_repr import model_guide_text
 from hybridpgm.train.batches import batch_size_of
 from hybridpgm.train.objective import elbo_settings
-from hybridpgm.train.update_scope import micro_batch_share
 
 __all__ = ["SVIObjective"]
 
@@ -216,15 +215,7 @@ class SVIObjective(AutoguideBatchingCheck):
             size = batch_size_of(batch)  # DataError for a batch it cannot size (None, an empty tuple)
             if size == 0:
                 raise DataError("SVIObjective got an empty batch (0 examples); give at least one")
-            if self._smallest_probed is None or size < self._smallest_probed:
-                # a probe on the first batch, and again only on a batch smaller than any probed: a plate of num_data
-                # rows looks unscaled on a batch of all of them, and shows its N / B on a smaller one (a short last
-                # batch, a micro-batch of accumulate); a comparison of two ints on every other step
-                sites = check_plate_scale(self.model, self.guide, args, self.model_kwargs, size,
-                                          objective="SVIObjective", modules=(self.module,))
-                if getattr(self, "_global_sites", None) is None:  # the first probe's: the largest batch, mostly
-                    self._global_sites = sites
-                self._smallest_probed = size  # not after a refusal: the next call refuses again
+            probe_batch(self, args, size, "SVIObjective")  # a subsampled data plate refused; the global sites
         # max_plate_nesting is guessed here, once per objective (so once more in a resumed run), by a probe
         # trace that must leave no mark: no random numbers used up, no module buffer (batch-norm statistics)
         # changed -- the module given or found here included
@@ -241,11 +232,18 @@ class SVIObjective(AutoguideBatchingCheck):
     def _global_share(self) -> contextlib.AbstractContextManager:
         """:class:`~hybridpgm.infer.global_share.GlobalShare` for the sites outside the batch's plates with the
         micro-batch's share of ``fit``'s update, under ``per_example`` when that share is not 1 and there are such
-        sites; else no handler (a :class:`DirectTrace_ELBO` keeps its direct path)."""
-        share, sites = micro_batch_share(), getattr(self, "_global_sites", None)
-        if not self.per_example or share is None or share == 1.0 or not sites:
+        sites; else no handler (a :class:`DirectTrace_ELBO` keeps its direct path), as
+        :func:`~hybridpgm.infer.global_share.share_scope` gives it.
+
+        :raises ConfigError: a share other than 1 with an :class:`IWAE` ELBO and global sites
+            (:func:`~hybridpgm.infer.global_share.refuse_joint_weights`: the bound of a batch is no sum over its
+            micro-batches)."""
+        if not self.per_example:
             return contextlib.nullcontext()
-        return GlobalShare(sites, share)
+        scope = share_scope(getattr(self, "_global_sites", None))
+        if isinstance(self.elbo, IWAE):  # one importance weight over the batch's global and local latents
+            refuse_joint_weights(scope, "SVIObjective", "IWAE")
+        return scope
 
     def _elbo_loss(self, args: tuple, share: float | None) -> torch.Tensor:
         """The ELBO's differentiable loss of the batch ``args`` (under the global sites' ``share``, None for none:

@@ -14,9 +14,10 @@ A model that adds a term once per step rather than once per example (a
 update: ``fit`` weights its loss by :math:`m_i / B` (:math:`m_i` of the rank's :math:`B` examples of the
 step) and averages the gradients over the :math:`R` ranks.  The shares of one update sum to 1 over the
 micro-batches of all ranks (a batch that is not split, on one process, has share 1); ``None`` outside ``fit``.
-:class:`~hybridpgm.infer.SVIObjective` with ``per_example=True`` itself scales by that share every sample site
-outside the batch's plates (:mod:`~hybridpgm.infer.global_share`); a model that weights such a term on its own
-(by the share, or by :math:`B / N`) adds it inside :func:`weighted_per_update`, and is not scaled twice.
+:class:`~hybridpgm.infer.SVIObjective` and :class:`~hybridpgm.infer.NVIL` with ``per_example=True`` themselves scale
+by that share every sample site outside the batch's plates (:mod:`~hybridpgm.infer.global_share`); a model that
+weights such a term on its own (by the share, or by :math:`B / N`) adds it inside :func:`weighted_per_update`, and
+is not scaled twice.
 """
 
 from __future__ import annotations

@@ -82,7 +82,7 @@ def test_the_per_example_probe_uses_up_no_random_numbers_and_runs_once_per_small
     """The probe leaves torch's random stream alone (the loss of a probed call equals an unprobed one with the
     same seed), and runs on the first batch and on smaller ones only."""
     from hybridpgm.generative import SigmoidBeliefNet
-    from hybridpgm.infer import RWS, model_guide_objective
+    from hybridpgm.infer import RWS, subsample_scale
 
     torch.manual_seed(0)
     sbn = SigmoidBeliefNet([3, 2])
@@ -95,8 +95,8 @@ def test_the_per_example_probe_uses_up_no_random_numbers_and_runs_once_per_small
     b = unprobed.loss("rws", x) / 8
     assert torch.equal(a, b)
     calls = []
-    real = model_guide_objective.check_plate_scale
-    monkeypatch.setattr(model_guide_objective, "check_plate_scale", lambda *a, **k: calls.append(a[4]) or real(*a, **k))
+    real = subsample_scale.check_plate_scale  # called by subsample_scale.probe_batch, shared with SVIObjective
+    monkeypatch.setattr(subsample_scale, "check_plate_scale", lambda *a, **k: calls.append(a[4]) or real(*a, **k))
     for rows in (8, 4, 8, 4, 2, 8, 3):
         probed.loss("rws", x[:rows])
     assert calls == [4, 2]
