@@ -12,6 +12,19 @@ at this :math:`S` (more draws may make it reliable); above 0.7 the guide misses 
 typically too narrow) and neither it nor the estimate should be trusted, whatever :math:`S`.  (Yao et al. [1]
 used the fixed thresholds 0.5 and 0.7.)
 
+Bias and variance [2]: Pareto smoothing replaces the :math:`M` largest ratios by the expected order statistics
+of the fitted generalized Pareto distribution, trading a small bias for a large reduction of variance; both
+vanish as :math:`S` grows (the estimate is consistent), and PSIS has a lower RMSE than plain or truncated
+importance sampling.  For :math:`\\hat k < 0.5` the raw ratios have finite variance and the central limit
+theorem holds; for :math:`0.5 \\le \\hat k < 0.7` their variance is infinite, yet the PSIS estimate has a finite
+variance and a small bias, and converges at a practically useful rate; the bias and the pre-asymptotic
+convergence rate degrade as :math:`\\hat k` grows, and past :math:`1 - 1/\\log_{10} S` the :math:`S` draws are
+too few for a small error (the draws a reliable estimate needs grow as :math:`10^{1/(1-k)}`), past 0.7 too
+many to be practical (and past 1 the mean does not exist).  Hence the threshold
+:math:`\\min(1 - 1/\\log_{10} S,\\ 0.7)` (:func:`good_khat`, :attr:`VICheck.threshold`).  The PSIS estimate of
+:math:`\\log p(x_n)` here, the log of the mean smoothed ratio, is biased by the smoothing and, as any log of an
+importance estimate, low by Jensen's inequality.
+
 References:
 
 1. Y. Yao, A. Vehtari, D. Simpson, A. Gelman, *Yes, but Did It Work?:
@@ -163,7 +176,8 @@ def pareto_khat(log_weights: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.
       expectation is 0.1, under ArviZ 1.x a NaN k-hat).  Such a row gets k-hat :math:`+\\infty`
       (most draws of the proposal carry no weight: it is not a proposal to
       trust) and its weights are left unsmoothed, so the importance estimate
-      is the raw, unbiased one.  With more positive weights than that the
+      is the raw one (its mean ratio unbiased for :math:`p(x_n)`, without
+      the smoothing's bias and variance reduction).  With more positive weights than that the
       tail and the threshold are all positive and PSIS runs as usual: the
       zeros lie in the body, which it keeps.
     * a row whose :math:`\\lfloor \\min(S/5, 3\\sqrt S)\\rfloor` largest weights

@@ -107,18 +107,23 @@ def one_row_or_rows_first(name: str, t: torch.Tensor, batched: torch.Tensor, row
             f"flatten them: shape ({rows}, {t[0].numel()}), .reshape({rows}, -1)")
 
 
-def expand_hint(what: str, shape: tuple, rows: int) -> str:
+def expand_hint(what: str, shape: tuple, rows: int, call: str = "EXPR", var: str = "ctx") -> str:
     """The remedy, for a refusal's message, of a context ``what`` of ``shape`` that reads as one row (``[*B, 1, F]``:
     under enumeration one row per value of the enumerated site, Pyro's ``[K, 1]`` shape) beside ``rows > 1`` rows of
     data, which a :class:`~hybridpgm.graphs.BayesNet` or :class:`~hybridpgm.graphs.MarkovNet` does not broadcast:
-    expand it to the rows, ``ctx.expand(*ctx.shape[:-2], N, ctx.shape[-1])``.  ``""`` for any other shape.
+    expand it to the rows, ``x.expand(*x.shape[:-2], N, x.shape[-1])``, and pass that (the call and argument named
+    in full: found by session 38, whose message named only ``ctx.expand(...)``).  ``""`` for any other shape.
 
     :param str what: the context as the message names it (``"context input 'k'"``).
     :param shape: its shape, ``[*B, 1, F]`` as the model reads it.
-    :param int rows: the data's rows ``N``."""
+    :param int rows: the data's rows ``N``.
+    :param str call: the call that passes it, ``EXPR`` standing for the expanded tensor
+        (``"bn.model(data, inputs={'k': EXPR})"``, ``"mrf.model(values, context=EXPR)"``).
+    :param str var: the name the message gives the one-row tensor (``k``, ``context``)."""
     shape = tuple(int(n) for n in shape)
     if len(shape) < 2 or shape[-2] != 1 or rows <= 1:
         return ""
+    expanded = call.replace("EXPR", f"{var}.expand{(*shape[:-2], rows, shape[-1])}")
     return (f"; the {what} of shape {shape} is one row (under enumeration, one per value of the enumerated site), "
-            f"which is not broadcast over the {rows} data rows: expand it to them, "
-            f"ctx.expand{(*shape[:-2], rows, shape[-1])} (ctx.expand(*ctx.shape[:-2], N, ctx.shape[-1]))")
+            f"which is not broadcast over the {rows} data rows: expand it to them and call {expanded} "
+            f"(in general {var}.expand(*{var}.shape[:-2], N, {var}.shape[-1]), N = {rows} the data plate's rows)")

@@ -121,7 +121,9 @@ class BayesNetInputs:
         if len(set(sizes.values())) > 1:
             counts = ", ".join(f"{what}: {n}" for what, n in sizes.items())
             most = max(sizes.values())
-            hints = "".join(expand_hint(f"context input '{k}'", t.shape, most) for k, t in ctx.items() if t.dim() > 1)
+            hints = "".join(expand_hint(f"context input '{k}'", t.shape, most,
+                                        f"bn.model(data, inputs={{{k!r}: EXPR}})", k if k.isidentifier() else "x")
+                            for k, t in ctx.items() if t.dim() > 1)
             raise DataError(f"BayesNet.model: the data and the context inputs must have one row each per example, "
                             f"got different row counts ({counts}){hints}")
         return next(iter(sizes.values()), 1 if num_samples is None else num_samples)

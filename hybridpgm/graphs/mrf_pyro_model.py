@@ -145,7 +145,8 @@ def pyro_model(self, values: Mapping[str, torch.Tensor] | None = None, context=N
         shapes = {v: tuple(x.shape) for v, x in values.items()}
         where = "" if context is None else (f" (from a context of shape {tuple(context.shape)})"
                                             if isinstance(context, torch.Tensor) else " (from the context)")
-        hint = expand_hint("context", context.shape, max(data_rows)) if rows == {1} and data_rows and \
+        hint = expand_hint("context", context.shape, max(data_rows), "mrf.model(values, context=EXPR)", "context") \
+            if rows == {1} and data_rows and \
             isinstance(context, torch.Tensor) else ""
         raise EvidenceError(f"MarkovNet.model: the values (shapes {shapes}) and the factors' tables{where}, of "
                             f"{sorted(rows) or 'no'} row(s), need one number of rows, got {sorted(rows | data_rows)}; "

@@ -12,9 +12,11 @@ Given unnormalised densities :math:`f_0, \dots, f_K` with :math:`f_0` tractable
     \widehat{Z} = Z_0 \frac1M \sum_m w^{(m)} ,
 
 an unbiased estimate of :math:`Z_K` (so :math:`\log \widehat Z` is biased low,
-by Jensen).  The standard error of :math:`\log\widehat Z` is the delta-method
-:math:`\operatorname{sd}(w) / (\sqrt M\, \bar w)`; the effective sample size
-:math:`(\sum w)^2 / \sum w^2` of the final weights diagnoses a poor schedule.
+by Jensen).  The standard error of :math:`\log\widehat Z` is the jackknife's over the chains
+(:func:`~hybridpgm.infer.ais_result.jackknife_stderr`; to first order the delta-method
+:math:`\operatorname{sd}(w) / (\sqrt M\, \bar w)`, which it replaced as too small for few chains), and
+:meth:`AISResult.interval` widens it by Student's :math:`t` with :math:`M - 1` degrees of freedom; the effective
+sample size :math:`(\sum w)^2 / \sum w^2` of the final weights diagnoses a poor schedule.
 
 The standard error only measures the spread of this run's own weights: when
 the base distribution misses a mode of the target, every chain misses it alike
@@ -50,7 +52,7 @@ import torch
 
 from hybridpgm.checks import generator_keywords, generator_or_none, positive_int
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
-from hybridpgm.infer.ais_result import AISResult  # re-exported: its former home
+from hybridpgm.infer.ais_result import AISResult, jackknife_stderr  # AISResult re-exported: its former home
 from hybridpgm.infer.autocast_off import autocast_off
 from hybridpgm.options import Option
 
@@ -330,7 +332,6 @@ class AIS(AnnealedEstimator):
             raise ModelSpecError(f"AIS produced non-finite log-weights for {type(model).__name__}")
         log_mean = torch.logsumexp(log_w, 0) - math.log(self.num_chains)
         log_z0 = torch.as_tensor(path.log_z0, dtype=torch.float64, device=log_w.device)
-        w = torch.exp(log_w - log_mean)  # weights relative to their mean
-        stderr = w.std(unbiased=True) / math.sqrt(self.num_chains)
+        stderr = jackknife_stderr(log_w)
         return AISResult(log_z=log_z0 + log_mean, stderr=stderr, log_weights=log_w, log_z0=log_z0,
                          num_steps=last)

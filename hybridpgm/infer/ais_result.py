@@ -12,6 +12,7 @@ costs that pass once, and its scalars are read from the device in one host read
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -21,7 +22,7 @@ from hybridpgm.portable_result import PortableResult
 from hybridpgm.summary_repr import array_text, numbers_text
 from hybridpgm.tensor_tracking import held_storages, unversioned
 
-__all__ = ["AISResult"]
+__all__ = ["AISResult", "jackknife_stderr", "student_t_width"]
 
 
 @dataclass(eq=False)
@@ -29,7 +30,7 @@ class AISResult(PortableResult):
     """Result of :class:`~hybridpgm.infer.AIS` (a dataclass: each field is an attribute).
 
     :param log_z: the estimate of :math:`\\log Z` (scalar tensor).
-    :param stderr: its delta-method standard error (scalar tensor).
+    :param stderr: its jackknife standard error (scalar tensor, :func:`jackknife_stderr`).
     :param log_weights: the ``num_chains`` final log importance weights (without :math:`\\log Z_0`).
     :param log_z0: :math:`\\log Z_0` of the base distribution.
     :param num_steps: number of intermediate distributions :math:`K`.
@@ -70,14 +71,21 @@ class AISResult(PortableResult):
         return state
 
     def interval(self, num_stderr: float = 3.0) -> tuple[float, float]:
-        """``log_z -/+ num_stderr * stderr``.
+        r"""``log_z -/+ t * stderr``, of the coverage of ``num_stderr`` normal standard errors for the
+        :math:`M` chains: :math:`t = t_{M-1}^{-1}(\Phi(c))` for :math:`c` = ``num_stderr``, Student's
+        :math:`t` quantile with :math:`M - 1` degrees of freedom (9.2 for :math:`c = 3` at :math:`M = 4`, 3.6 at
+        16, 3.1 at 100, :math:`c` as :math:`M \to \infty`), as the standard error is itself estimated from the
+        :math:`M` chains.  (Until session 39 it was ``num_stderr * stderr``, with a delta-method standard error:
+        3-error intervals of 4 chains on a 64x16 RBM covered the exact :math:`\log Z` in 85% of 200 seeds; now
+        98%.)  ``t`` for log-weights that give no chain count (a :class:`AISResult` built by hand) is ``num_stderr``.
 
-        :param float num_stderr: the half-width in standard errors (default ``3.0``).
+        :param float num_stderr: the coverage, as a half-width in normal standard errors (default ``3.0``).
         :raises ConfigError: ``num_stderr`` that is not a finite real number ``>= 0`` (``bool``, strings and NaN
             are refused, not coerced).
         """
         num_stderr = positive_real(num_stderr, "AISResult.interval num_stderr", allow_zero=True)
-        return float(self.log_z - num_stderr * self.stderr), float(self.log_z + num_stderr * self.stderr)
+        half = student_t_width(num_stderr, _chains(self.log_weights)) * self.stderr
+        return float(self.log_z - half), float(self.log_z + half)
 
     def __repr__(self) -> str:
         """A summary of constant size, whatever the number of chains (the dataclass ``repr`` printed every final
@@ -98,3 +106,53 @@ class AISResult(PortableResult):
 def _ess_of(lw: torch.Tensor) -> torch.Tensor:
     """:math:`\\exp(2 \\operatorname{logsumexp}(lw) - \\operatorname{logsumexp}(2 lw))`, a 0-d tensor."""
     return torch.exp(2 * torch.logsumexp(lw, 0) - torch.logsumexp(2 * lw, 0))
+
+
+def _chains(log_weights) -> int | None:
+    """The number of chains :math:`M` behind ``log_weights`` (``[M]``), ``None`` where they give none."""
+    shape = getattr(log_weights, "shape", None)
+    return int(shape[0]) if shape is not None and len(shape) == 1 else None
+
+
+def student_t_width(num_stderr: float, num_chains: int | None) -> float:
+    r"""The half-width, in standard errors, of the interval of the coverage of ``num_stderr`` normal standard
+    errors when the error is estimated from ``num_chains`` chains: Student's :math:`t_{M-1}` quantile at
+    :math:`\Phi(c)`; ``num_stderr`` itself for ``None`` or fewer than two chains."""
+    if num_chains is None or num_chains < 2 or num_stderr == 0:
+        return float(num_stderr)
+    from scipy import stats
+
+    return float(stats.t.isf(stats.norm.sf(num_stderr), num_chains - 1))
+
+
+def jackknife_stderr(log_w: torch.Tensor) -> torch.Tensor:
+    r"""The jackknife standard error of :math:`\log \widehat Z = \log \frac1M \sum_m w_m` from the ``[M]``
+    final log-weights :math:`\log w_m` (:math:`M \ge 2`), a 0-d tensor:
+
+    .. math::
+
+        \widehat{\mathrm{se}} = \Big(\frac{M-1}{M} \sum_m (\theta_{(m)} - \bar\theta)^2\Big)^{1/2},
+        \qquad \theta_{(m)} = \log \frac{1}{M-1} \sum_{j \ne m} w_j ,
+
+    the leave-one-out estimates [1].  To first order it is the delta-method error
+    :math:`\operatorname{sd}(w) / (\sqrt M\, \bar w)` that :class:`~hybridpgm.infer.AIS` reported until
+    session 39; unlike that one it follows the curvature of the log where few chains carry the weight: the
+    delta-method error of :math:`M` chains can never exceed 1 (the sample sd of weights that average one is at
+    most :math:`\sqrt M`), and with 4 chains on a 64x16 RBM (100 steps) it averaged 0.41 over 200 seeds where
+    :math:`\log \widehat Z` spread by 0.69; the jackknife's averaged 0.51 (with 16 chains: 0.29 and 0.32 against
+    0.33).  Use :meth:`AISResult.interval`, whose :math:`t` quantile accounts for the error being estimated.
+
+    :math:`\theta_{(m)}` is the log of the total less :math:`w_m`, which loses no digits for every chain but
+    the largest (the rest hold at least half the total); that one's is summed again without it.
+
+    [1] B. Efron, C. Stein, *The jackknife estimate of variance*, Annals of Statistics, 1981.
+    """
+    m = log_w.shape[0]
+    top = int(log_w.argmax())
+    w = torch.exp(log_w - log_w[top])  # the largest is 1
+    total = w.sum()
+    loo = torch.log(total - w)
+    rest = torch.cat([log_w[:top], log_w[top + 1:]])
+    loo = torch.where(torch.arange(m, device=log_w.device) == top, torch.logsumexp(rest - log_w[top], 0), loo)
+    loo = loo - math.log(m - 1)
+    return torch.sqrt((m - 1) / m * ((loo - loo.mean()) ** 2).sum())

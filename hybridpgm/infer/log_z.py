@@ -1,6 +1,6 @@
 r"""log Z of a Boltzmann machine with an honest error: AIS from several starts.
 
-One AIS run (:class:`~hybridpgm.infer.AIS`) reports the delta-method
+One AIS run (:class:`~hybridpgm.infer.AIS`) reports the jackknife
 standard error of :math:`\log \widehat Z`, which only measures the spread of
 the final weights of *its own* chains.  When the base distribution misses a
 mode of the target (a base-rate model built from the data's pixel rates, for

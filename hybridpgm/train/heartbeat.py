@@ -129,8 +129,7 @@ class Heartbeat:
             silent, busy = now - beat, now - since
             if rank != self.rank and silent > stale_after:
                 culprits.append(rank)
-                lines.append(f"rank {rank}: STOPPED -- no heartbeat for {silent:.1f} s (process stopped, frozen or "
-                             f"dead); its last beat said: {phase} in step {step + 1}")
+                lines.append(self._stopped(rank, record, silent, stale_after))
             elif phase == "computing" and busy > self.timeout_s:
                 culprits.append(rank)
                 lines.append(f"rank {rank}: alive but computing step {step + 1} for {busy:.1f} s without reaching "
@@ -138,6 +137,22 @@ class Heartbeat:
             else:
                 lines.append(f"rank {rank}: {phase} in step {step + 1} for {busy:.1f} s")
         return culprits, "; ".join(lines)
+
+    def _stopped(self, rank: int, record: tuple, silent: float, stale_after: float) -> str:
+        """The report of a rank whose heartbeat is stale: which record, since when, and what to do."""
+        step, phase, since, beat = record
+        return (f"rank {rank}: STOPPED -- no heartbeat for {silent:.1f} s: its record in the store "
+                f"('{self._prefix}{rank}') was last written at {_utc(beat)}, stale past {stale_after:.1f} s (3 beats "
+                f"of {self.interval:.1f} s); its last beat said: {phase} in step {step + 1} since {_utc(since)}. "
+                f"Rank {rank}'s process is stopped (SIGSTOP, a debugger), frozen (a hung file system, a deadlock) or "
+                f"dead (killed, out of memory): read rank {rank}'s own output and its host's kernel log (the OOM "
+                f"killer), dump its stack if it still runs (py-spy dump --pid PID), then stop the job and rerun it "
+                f"with the same checkpoint= (fit resumes from it, as the CLI does with --resume)")
+
+
+def _utc(t: float) -> str:
+    """A wall-clock time (seconds since the epoch) as ``2026-12-07 15:40:12.3 UTC``."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 10)} UTC"
 
 
 @contextlib.contextmanager

@@ -51,11 +51,17 @@ def _nets():
     return bn, mrf, pot
 
 
-@pytest.mark.parametrize("which, error", [(0, DataError), (1, EvidenceError)])
-def test_a_one_row_enumerated_context_is_refused_naming_the_expand(which, error):
+@pytest.mark.parametrize("which, error, call", [
+    (0, DataError, "bn.model(data, inputs={'k': k.expand(3, 5, 3)})"),
+    (1, EvidenceError, "mrf.model(values, context=context.expand(3, 5, 3))")])
+def test_a_one_row_enumerated_context_is_refused_naming_the_call_to_make(which, error, call):
+    """The hint names the call and its argument with the expanded tensor, not a bare ``ctx.expand`` (session 38:
+    which argument ``ctx`` was, and where the expanded tensor goes, was left to the reader)."""
     net = _nets()[which]
-    with pytest.raises(error, match=r"of shape \(3, 1, 3\) is one row .*ctx\.expand\(3, 5, 3\)"):
+    with pytest.raises(error, match=r"of shape \(3, 1, 3\) is one row ") as info:
         TraceEnum_ELBO(max_plate_nesting=1).loss(_program(net, expand=False), lambda: None)
+    assert f"expand it to them and call {call} " in str(info.value)
+    assert "N = 5 the data plate's rows" in str(info.value)
 
 
 def test_the_expand_gives_the_exact_mixture():
@@ -74,6 +80,8 @@ def test_the_expand_gives_the_exact_mixture():
 
 def test_expand_hint_only_for_one_row_beside_more():
     assert "ctx.expand(3, 5, 4)" in expand_hint("context", (3, 1, 4), 5)
+    assert "call f(inputs={'my-k': x.expand(3, 5, 4)})" in expand_hint("context", (3, 1, 4), 5,
+                                                                      "f(inputs={'my-k': EXPR})", "x")
     assert "ctx.expand(5, 4)" in expand_hint("context", (1, 4), 5)
     assert expand_hint("context", (3, 2, 4), 5) == "" and expand_hint("context", (3, 1, 4), 1) == ""
     assert expand_hint("context", (4,), 5) == ""

@@ -191,7 +191,11 @@ def test_interval_refuses_a_bad_number_of_standard_errors(num_stderr):
     zero = torch.zeros((), dtype=torch.float64)
     result = AISResult(log_z=zero + 1.0, stderr=zero + 0.5, log_weights=torch.zeros(4, dtype=torch.float64),
                        log_z0=zero, num_steps=1)
-    assert result.interval(2) == (0.0, 2.0) and result.interval(0.0) == (1.0, 1.0)
+    from scipy import stats
+
+    t = stats.t.isf(stats.norm.sf(2), 3)  # 4 chains: Student's t with 3 degrees of freedom, at 2 sd's coverage
+    assert result.interval(2) == pytest.approx((1.0 - 0.5 * t, 1.0 + 0.5 * t), rel=1e-12)
+    assert result.interval(0.0) == (1.0, 1.0)
     with pytest.raises(ConfigError, match=f"AISResult.interval num_stderr must be a finite number >= 0, "
                                           f"got {num_stderr!r}"):
         result.interval(num_stderr)

@@ -97,3 +97,49 @@ def test_the_map_value_has_the_forward_mode_derivative_of_reverse_mode(evidence)
         assert not out.requires_grad
         assert tangent is not None
         torch.testing.assert_close(tangent, expected, rtol=1e-12, atol=1e-12)
+
+
+
+@pytest.mark.parametrize("evidence", [{"d": torch.tensor([0, 1, 1])},
+                                      {"d": Likelihood(torch.tensor([[0.3, 0.9], [1e-3, 2e-3]], dtype=torch.float64)),
+                                       "a": torch.tensor([-1, 2])}],
+                         ids=["hard", "soft"])
+def test_the_max_sum_pass_carries_no_tangent_and_the_value_is_unchanged(evidence, monkeypatch):
+    """The max-sum contraction only finds the assignment (its tangent was thrown away with the detached maximum;
+    under ``jacfwd`` it ran once per tangent direction: found by session 38): it gets tangent-free operands, and
+    the value and its tangent (a ``forward_ad`` dual, ``jvp``) are still reverse mode's."""
+    from torch.autograd import forward_ad
+    from torch.func import functional_call, jacrev, jvp
+
+    from hybridpgm.infer import bn_map_rows
+
+    seen = []
+    contract = bn_map_rows.contract
+
+    def spy(bn, ev, tensors, *args, **kwargs):
+        seen.append([forward_ad.unpack_dual(t).tangent is not None for t in tensors])
+        return contract(bn, ev, tensors, *args, **kwargs)
+
+    monkeypatch.setattr(bn_map_rows, "contract", spy)
+    query = _MapValue(_network().requires_grad_(False), evidence)
+    params = {f"bn.{n}": p.detach().clone() for n, p in query.bn.named_parameters()}
+
+    def f(p):
+        return functional_call(query, p, ())
+
+    g = torch.Generator().manual_seed(1)
+    v = {n: torch.randn(t.shape, dtype=t.dtype, generator=g) for n, t in params.items()}
+    rev = jacrev(f)(params)
+    expected = sum((rev[n] * v[n]).sum(tuple(range(-v[n].dim(), 0))) for n in params)
+    assert expected.abs().max() > 0.1
+    plain = f(params)
+    seen.clear()
+    with forward_ad.dual_level():
+        out = f({n: forward_ad.make_dual(params[n], v[n]) for n in params})
+        value, tangent = forward_ad.unpack_dual(out)
+    assert len(seen) == 1 and seen[0] and not any(seen[0])
+    torch.testing.assert_close(value, plain, rtol=0, atol=0)
+    torch.testing.assert_close(tangent, expected, rtol=1e-12, atol=1e-12)
+    value, tangent = jvp(f, (params,), (v,))
+    torch.testing.assert_close(value, plain, rtol=0, atol=0)
+    torch.testing.assert_close(tangent, expected, rtol=1e-12, atol=1e-12)

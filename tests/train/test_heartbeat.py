@@ -37,6 +37,27 @@ def test_a_silent_rank_is_named_and_a_waiting_rank_is_not():
     assert "rank 0: waiting in all_reduce in step 5" in report
 
 
+def test_a_stale_heartbeat_says_which_record_since_when_and_what_to_do():
+    """Session 38: "no heartbeat for 12 s (process stopped, frozen or dead)" named neither the stale record, nor the
+    time of its last beat, nor a remedy."""
+    store = dist.HashStore()
+    beats = [Heartbeat(store, r, 2, timeout_s=1.0, run="stale") for r in range(2)]
+    beats[1].progress(6)
+    beats[1].since = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC
+    beats[1]._beat()
+    store.set(beats[1]._prefix + "1", f"6|computing|{beats[1].since!r}|{1_700_000_004.5!r}")  # its last beat
+    beats[0]._beat()
+    ranks, report = beats[0].diagnose()
+    assert ranks == [1]
+    line = report[report.index("rank 1: "):]
+    assert line.startswith("rank 1: STOPPED -- no heartbeat for ")
+    assert "its record in the store ('hybridpgm/heartbeat/stale/1') was last written at 2023-11-14 22:13:24.5 UTC" \
+        in line
+    assert "stale past 0.6 s (3 beats of 0.2 s)" in line
+    assert "its last beat said: computing in step 7 since 2023-11-14 22:13:20.0 UTC" in line
+    assert "read rank 1's own output" in line and "rerun it with the same checkpoint=" in line and "--resume" in line
+
+
 def test_a_rank_computing_past_the_timeout_is_named_and_one_never_heard_of_too():
     store = dist.HashStore()
     beats = [Heartbeat(store, r, 3, timeout_s=0.5, run="b") for r in range(2)] + [None]
