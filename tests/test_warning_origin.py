@@ -28,8 +28,11 @@ def test_the_ais_warning_points_at_the_caller_directly_and_through_log_likelihoo
     """Before, ``log_likelihood_bounds`` (which calls ``estimate_log_z``) reported it at a line of
     hybridpgm/infer/raise_ais.py: Python's default filter then showed it once per process, not per call site."""
     rbm, data = _unreliable_rbm()
-    for call in (lambda: estimate_log_z(rbm, data, num_chains=4, num_steps=5),
-                 lambda: log_likelihood_bounds(rbm, data[:5], data, num_chains=4, num_steps=5)):
+    # min_ess=0.9: a start whose weights are not nearly even is unreliable, which 5 steps on these weights always
+    # give (ESS about 1 of 4 chains), whatever the random state; the starts' disagreement alone is a random verdict
+    # next to AIS's jackknife standard error (flagged in 25 of 40 seeds)
+    for call in (lambda: estimate_log_z(rbm, data, num_chains=4, num_steps=5, min_ess=0.9),
+                 lambda: log_likelihood_bounds(rbm, data[:5], data, num_chains=4, num_steps=5, min_ess=0.9)):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             call()

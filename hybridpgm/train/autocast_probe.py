@@ -9,7 +9,7 @@ check traces the guide under no_grad before the loss) and was refused with "retu
 gradient" on torch 2.5.  torch 2.13 keeps no graphless cast there.
 
 :func:`autocast_cache_drops_grad` asks the running torch once per process, with the smallest case of it; where it
-finds the bug :func:`hybridpgm.train.player_step.autocast_for` opens autocast with ``cache_enabled=False`` (each
+finds the bug :func:`hybridpgm.train.precision.autocast_for` opens autocast with ``cache_enabled=False`` (each
 use of a weight casts again: a cost where a weight is used several times per step, paid only on such a torch).
 The autocast regions hybridpgm opens inside fit's own (a GP's network, the traces of an enumerated ELBO) inherit
 the setting: :func:`torch.autocast` takes ``cache_enabled`` from the region it is opened in.

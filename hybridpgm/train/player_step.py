@@ -3,23 +3,23 @@
 Kept apart from :func:`hybridpgm.fit` so the update rule -- the part that
 must be exactly right for accumulation, mixed precision and data parallelism
 -- reads in one place.  The finiteness tests it reads with the loss are
-:mod:`hybridpgm.train.finite_checks`'s.
+:mod:`hybridpgm.train.finite_checks`'s, the autocast context of each micro-batch
+:mod:`hybridpgm.train.precision`'s, the written-out gradients it may take instead of autograd's
+:mod:`hybridpgm.train.written_gradients`'s, and the closure of an L-BFGS step :mod:`hybridpgm.train.closure_step`'s.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import torch
 
 from hybridpgm.data.validation import batch_origin
 from hybridpgm.errors import ConfigError
-from hybridpgm.method_owners import goes_with
-from hybridpgm.train.autocast_probe import autocast_cache_drops_grad
+from hybridpgm.train.closure_step import optimizer_closure
 from hybridpgm.train.micro_batches import micro_batch_origin, one_row_micro_batch_error
 from hybridpgm.train.update_scope import micro_batch, one_update
 from hybridpgm.train.deferred_checks import deferring_checks
@@ -27,45 +27,15 @@ from hybridpgm.train.distributed import DistributedContext
 from hybridpgm.train.divergence import diverged_error, failed_elsewhere
 from hybridpgm.train.finite_checks import _all_finite, _sums, stacked_in
 from hybridpgm.train.fit_options import inference_mode_error, needs_closure
+from hybridpgm.train.precision import PRECISIONS, autocast_for
 from hybridpgm.train.scaler_step import scaled_step, unscaled_overflow
+from hybridpgm.train.written_gradients import _writes_its_loss_gradients  # noqa: F401  (tests import it here)
+from hybridpgm.train.written_gradients import add_written_gradients, takes_written_gradients
 
-__all__ = ["PRECISIONS", "Player", "autocast_for"]
+__all__ = ["PRECISIONS", "Player", "autocast_for"]  # PRECISIONS, autocast_for: hybridpgm.train.precision's
 
-#: precision name -> autocast dtype (``None``: full precision, no autocast)
-PRECISIONS = {None: None, "fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-#: the context of full precision, shared (``nullcontext`` is reusable): one object less per micro-batch
-_FULL_PRECISION, _WIDE = contextlib.nullcontext(), (torch.float32, torch.float64)  # _WIDE: a loss kept as it is
-
-
-def autocast_for(precision: str | None, device: torch.device):
-    """The autocast context of a precision on a device (a no-op for fp32).
-
-    Autocast's cache of weight casts is on, except on a torch whose cache hands a gradient pass a cast made under
-    ``torch.no_grad()`` (:func:`~hybridpgm.train.autocast_probe.autocast_cache_drops_grad`, asked once per
-    process): there ``cache_enabled=False``.
-
-    :param precision: a key of :data:`PRECISIONS`.
-    :param torch.device device: the device the step runs on.
-    :raises ConfigError: an unknown ``precision``.
-    """
-    if precision not in PRECISIONS:
-        raise ConfigError(f"precision must be one of {sorted(k for k in PRECISIONS if k)} or None, got {precision!r}")
-    dtype = PRECISIONS[precision]
-    if dtype is None:
-        return _FULL_PRECISION
-    if autocast_cache_drops_grad():
-        return torch.autocast(device_type=device.type, dtype=dtype, cache_enabled=False)
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-def _writes_its_loss_gradients(objective: Any) -> bool:
-    """Whether ``objective`` has a ``loss_and_gradients`` that goes with its ``loss``: defined by the
-    class that defines ``loss`` or by a subclass of it (not shadowed by a ``loss`` set on the instance)."""
-    if "loss" in getattr(objective, "__dict__", ()):
-        return False
-    return goes_with(type(objective), "loss_and_gradients", "loss")
+#: the dtypes of a loss kept as it is (at least float32)
+_WIDE = (torch.float32, torch.float64)
 
 
 def _check_loss(objective, player: str, loss, needs_graph: bool) -> None:
@@ -152,8 +122,8 @@ class Player:
         scheduler steps: the random numbers its loss draws are drawn as when it trains, so the other players
         see the same stream.  An optimizer whose ``step`` needs a closure
         (:func:`~hybridpgm.train.fit_options.needs_closure`: :class:`torch.optim.LBFGS`) is stepped with one
-        (:meth:`_closure`) that re-runs the micro-batches; the returned loss is the one at the parameters before
-        the step.
+        (:func:`~hybridpgm.train.closure_step.optimizer_closure`) that re-runs the micro-batches; the returned
+        loss is the one at the parameters before the step.
 
         :param accumulate: ``fit``'s ``accumulate`` (default: the number of micro-batches) and
             ``batch_size`` its batch size, for the message of a micro-batch of one row under batch norm.
@@ -165,7 +135,7 @@ class Player:
             normalisation refused (:func:`~hybridpgm.train.micro_batches.one_row_micro_batch_error`).
         """
         self.optimizer.zero_grad(set_to_none=True)
-        written = self._gradients_written_by(objective)
+        written = takes_written_gradients(objective, self.params, self.scaler)
         # a frozen parameter (requires_grad=False) gets no gradient: autograd refuses it as an input
         trainable = self.params if written else [p for p in self.params if p.requires_grad]
         evaluate = functools.partial(self._evaluate, objective, micro_batches, written=written, trainable=trainable,
@@ -233,7 +203,7 @@ class Player:
         if clip_grad_norm is not None and not overflowed:  # (an overflowed step is skipped: nothing to clip)
             torch.nn.utils.clip_grad_norm_(self.params, clip_grad_norm)
         if self.closure_step:  # L-BFGS: re-evaluates the loss and gradients as it searches
-            self.optimizer.step(self._closure(evaluate, total, context, clip_grad_norm, trainable))
+            self.optimizer.step(optimizer_closure(self, evaluate, total, context, clip_grad_norm, trainable))
         elif self.scaler:  # skipped where the gradients overflowed; the schedule follows the steps taken
             if not scaled_step(self, overflowed, step, warn=context.is_main):
                 return value
@@ -298,40 +268,9 @@ class Player:
                 if trainable:
                     (self.scaler.scale(weighted) if self.scaler else weighted).backward(inputs=trainable)
             else:
-                self._accumulate(objective, grads, weight)
+                add_written_gradients(objective, self.name, self.params, self.names, grads, weight)
             total = weighted.detach() if total is None else total + weighted.detach()
         return total
-
-    def _closure(self, evaluate: Callable[[], torch.Tensor], first: torch.Tensor, context: DistributedContext,
-                 clip_grad_norm: float | None, trainable: list[torch.nn.Parameter]) -> Callable[[], torch.Tensor]:
-        """The closure of an optimizer whose ``step`` takes one (:func:`needs_closure`: L-BFGS).
-
-        Its first call returns ``first``, the loss of the evaluation :meth:`update` already ran, whose
-        (checked, clipped) gradients are in ``.grad``; each later call clears the gradients and runs the
-        micro-batches again at the parameters the optimizer tries, under a fresh
-        :func:`~hybridpgm.train.update_scope.one_update`, clipping as the first evaluation was.  Its
-        models' data checks raise at once (the data passed them at the first evaluation); a non-finite
-        loss there is the optimizer's to handle (L-BFGS's line search backs off), and parameters that
-        overflow are caught by :func:`~hybridpgm.train.finite_checks.check_finite_parameters`.  On several ranks
-        each evaluation averages the loss and the ``trainable`` parameters' gradients over the ranks in one
-        all-reduce, as the first did: every rank's optimizer sees the same numbers, so all take the same
-        evaluations in lock-step.  Never with a gradient scaler
-        (:func:`~hybridpgm.train.fit_options.check_closure_optimizer`)."""
-        calls = 0
-
-        def closure() -> torch.Tensor:
-            nonlocal calls
-            calls += 1
-            if calls == 1:
-                return first
-            self.optimizer.zero_grad(set_to_none=True)
-            with one_update():
-                loss = evaluate()
-            loss = context.all_reduce_gradients(trainable, extra=loss)
-            if clip_grad_norm is not None:
-                torch.nn.utils.clip_grad_norm_(self.params, clip_grad_norm)
-            return loss
-        return closure
 
     def clear_gradients(self) -> None:
         """Set every parameter's ``.grad`` to ``None`` (``zero_grad(set_to_none=True)`` over :attr:`params`,
@@ -344,40 +283,6 @@ class Player:
         """
         for p in self.params:
             p.grad = None
-
-    def _gradients_written_by(self, objective: Any) -> bool:
-        """Whether to take the objective's written-out gradients (its optional ``loss_and_gradients``)
-        instead of autograd's: only where they are the whole story, that is where ``loss`` is not
-        overridden below ``loss_and_gradients`` (a subclass adding a penalty to ``loss``), without a
-        gradient scaler, and with every parameter requiring a gradient and carrying no hook that
-        autograd would run."""
-        return (_writes_its_loss_gradients(objective) and self.scaler is None
-                and all(p.requires_grad and not p._backward_hooks and not p._post_accumulate_grad_hooks
-                        for p in self.params))
-
-    def _accumulate(self, objective: Any, grads: Mapping[torch.Tensor, torch.Tensor], weight: float) -> None:
-        """Add ``weight`` times the written-out ``grads`` (parameter -> gradient) to the parameters' ``.grad``,
-        as ``backward`` would; a parameter not in ``grads`` gets no gradient from this micro-batch."""
-        taken = 0
-        for i, p in enumerate(self.params):
-            g = grads.get(p)
-            if g is None:
-                continue
-            taken += 1
-            if g.shape != p.shape or g.dtype != p.dtype or g.device != p.device:
-                name = self.names[i] if i < len(self.names) else f"#{i}"
-                raise ConfigError(
-                    f"{type(objective).__name__}.loss_and_gradients({self.name!r}) gave a gradient of shape "
-                    f"{tuple(g.shape)}, {g.dtype} on {g.device} for parameter {name!r} of shape {tuple(p.shape)}, "
-                    f"{p.dtype} on {p.device}")
-            g = g.detach() if weight == 1.0 else g.detach() * weight
-            if p.grad is None:
-                p.grad = g
-            else:
-                p.grad.add_(g)
-        if taken != len(grads):
-            raise ConfigError(f"{type(objective).__name__}.loss_and_gradients({self.name!r}) gave gradients for "
-                              f"{len(grads) - taken} parameter(s) outside player {self.name!r}")
 
     def state_dict(self) -> dict[str, Any]:
         return {

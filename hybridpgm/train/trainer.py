@@ -5,15 +5,15 @@ clears that player's gradients, splits the batch into ``accumulate``
 micro-batches, back-propagates each micro-batch's loss (weighted by its share
 of the batch) into that player's parameters only, optionally clips, and steps
 the player's optimizer once (:mod:`hybridpgm.train.fit_step`, :class:`~hybridpgm.train.player_step.Player`).
-The end of a run is :mod:`hybridpgm.train.fit_end`'s.  See :mod:`hybridpgm.train.objective` for the contract
-and :mod:`hybridpgm.train.distributed` for multi-process runs.
+Where a run begins (afresh or from its checkpoint) is :mod:`hybridpgm.train.run_origin`'s, its loop of steps
+:mod:`hybridpgm.train.step_loop`'s and its end :mod:`hybridpgm.train.fit_end`'s.  See
+:mod:`hybridpgm.train.objective` for the contract and :mod:`hybridpgm.train.distributed` for multi-process runs.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import time
 import warnings
 from typing import Any, Callable, Iterable, Mapping
 
@@ -24,41 +24,33 @@ from hybridpgm.checks import flag
 from hybridpgm.errors import TrainingWarning
 from hybridpgm.interrupt_scope import restores_on_error
 from hybridpgm.module_modes import train_models_in_eval
-from hybridpgm.param_store_scope import let_other_threads_in, own_param_store
+from hybridpgm.param_store_scope import own_param_store
 from hybridpgm.train import distributed
 from hybridpgm.train.batch_split_checks import batch_norm_warning, check_decomposable
 from hybridpgm.train.batches import BatchStream, first_batch, move_to, num_steps
-from hybridpgm.train.callback_states import check_callback_settings
-from hybridpgm.train.callbacks import FitStart
 from hybridpgm.train.callers_context import check_callers_context
 from hybridpgm.train.checkpoint import set_rng_state
 from hybridpgm.train.data_inputs import as_dataset, check_shards
-from hybridpgm.train.dataset_states import carried_dataset, load_dataset_state
 from hybridpgm.train.distributed_checks import DATA_KEY, data_fingerprint, rank_device, refuse_sparse_gradients
-from hybridpgm.train.fit_end import _clear_gradients, fit_outcome, write_end_of_run
+from hybridpgm.train.fit_end import _clear_gradients, fit_outcome
 from hybridpgm.train.fit_options import (
     callback_list,
     check_config,
     check_counts,
     check_factory,
     check_objective,
-    draw_seed,
     keeps_callers_rngs_when_unseeded,
     keeps_module_modes,
     rng_seed,
 )
-from hybridpgm.train.fit_step import take_step
-from hybridpgm.train.heartbeat import explain_failure
-from hybridpgm.train.history import FitResult, History
+from hybridpgm.train.history import FitResult
 from hybridpgm.train.objective import Objective, player_schedule, set_up
-from hybridpgm.train.player_step import autocast_for
-from hybridpgm.train.progress import finish, say
-from hybridpgm.train.rank_states import load_rank_state
-from hybridpgm.train.resume import epoch_layout, resume_mode, run_config
+from hybridpgm.train.precision import autocast_for
+from hybridpgm.train.resume import resume_mode, run_config
 from hybridpgm.train.run_checkpoint import RunCheckpoint
-from hybridpgm.train.run_monitors import open_monitors
-from hybridpgm.train.run_start import build_players, checkpoint_path, open_checkpoint, restore
-from hybridpgm.train.signals import StopSignals, step_callbacks
+from hybridpgm.train.run_origin import begin_run
+from hybridpgm.train.run_start import build_players
+from hybridpgm.train.step_loop import run_steps
 from hybridpgm.warning_origin import users_stacklevel
 
 __all__ = ["fit"]
@@ -298,41 +290,12 @@ def fit(
             "players": {p: sum(x.numel() for x in pl.params) for p, pl in players.items()},
         })
 
-        history, start_step, elapsed, finished, fit_end_pending = History(), 0, 0.0, False, False
-        own_rank_states = None  # each rank's saved buffers and objective state, on a resume on as many ranks
-        layout = (0, 0)  # (step, epoch) where the epochs' layout began: moved by a resume with another batch size
-        if checkpoint is not None:  # resolved once: a change of the working folder during the run moves nothing
-            checkpoint = checkpoint_path(checkpoint)
-        resumed = open_checkpoint(checkpoint, mode, overwrite, context, device) if checkpoint is not None else None
-        if resumed is None and seed is None:
-            seed = draw_seed()  # from the caller's torch generator: reproducible under its torch.manual_seed
-        # every rank goes on with rank 0's seed (None: the checkpoint's) before a resume lays out the epochs from it
-        seed = context.agree_on_seed(seed)
-        carried = carried_dataset(dataset, checkpoint, context)  # the dataset whose state is saved (or None)
-        if resumed is not None:
-            # the callbacks' settings (an EarlyStopping's monitor ...) are compared before restore loads their states
-            resumed["callbacks"] = check_callback_settings(checkpoint, callbacks, resumed.get("callbacks"),
-                                                           override_hyperparameters)
-            restored = restore(checkpoint, resumed, module=module, objective=objective, players=players,
-                               hyperparameters=hyperparameters, schedulers=schedulers, callbacks=callbacks,
-                               config=config, seed=seed, override_hyperparameters=override_hyperparameters,
-                               world_size=context.world_size)
-            history, start_step, elapsed, seed = restored.history, restored.start_step, restored.elapsed, restored.seed
-            finished, fit_end_pending, own_rank_states = (restored.finished, restored.fit_end_pending,
-                                                          restored.own_rank_states)
-            layout, relaid = epoch_layout(resumed, config, start_step, seed=seed)  # the run's seed, restored
-            load_dataset_state(checkpoint, dataset, resumed.get("dataset"), context.rank, context.world_size,
-                               carried=carried is not None)
-            if context.is_main:
-                say(f"resuming {type(objective).__name__} from {str(checkpoint)!r} at step {start_step}"
-                    + ("; it had stopped early, so no step is run" if finished else "")
-                    + (f"; {relaid}" if relaid and not finished else ""))
-                if restored.lost is not None:
-                    warnings.warn(restored.lost, TrainingWarning, stacklevel=users_stacklevel())
-        # every rank starts from rank 0's weights, as DDP does, and from its buffers unless it restores its own
-        context.broadcast_module_state(module, buffers=own_rank_states is None)
-        if own_rank_states is not None:
-            load_rank_state(checkpoint, module, objective, own_rank_states[context.rank])
+        origin = begin_run(checkpoint, mode=mode, overwrite=overwrite,  # afresh, or from the checkpoint
+                           override_hyperparameters=override_hyperparameters, seed=seed, context=context,
+                           device=device, dataset=dataset, module=module, objective=objective, players=players,
+                           hyperparameters=hyperparameters, schedulers=schedulers, callbacks=callbacks,
+                           config=config)
+        checkpoint, resumed, seed, layout = origin.checkpoint, origin.resumed, origin.seed, origin.layout
 
         stream = BatchStream(dataset, batch_size, seed=seed, shuffle=shuffle, drop_last=drop_last,
                              rank=context.rank, world_size=context.world_size, layout=layout)
@@ -340,58 +303,16 @@ def fit(
         if resumed is not None and len(resumed["rng"]) == context.world_size:
             set_rng_state(resumed["rng"][context.rank])
         else:  # a fresh run, or a resume on another number of ranks
-            pyro.set_rng_seed(rng_seed(seed, context.rank, start_step))
+            pyro.set_rng_seed(rng_seed(seed, context.rank, origin.start_step))
 
         write_checkpoint = RunCheckpoint(checkpoint, module=module, objective=objective, players=players,
-                                         callbacks=callbacks, history=history, seed=seed, config=config,
-                                         context=context, layout=layout, dataset=carried).write
-
-        running = on_exit.enter_context(contextlib.ExitStack())  # the bar, the heartbeat: closed as the steps end
-        info, interrupted, step, stopped = None, 0, start_step, finished
-        has_fit_end = any(hasattr(callback, "on_fit_end") for callback in callbacks)
-        started = time.perf_counter() - elapsed
-        start = FitStart(step=start_step, players=tuple(players), callbacks=tuple(callbacks), history=history)
-        with StopSignals() as stop_signals:  # made under the handlers: a Ctrl-C in the bar's first draw is a stop
-            bar, heartbeat = open_monitors(running, total=total_steps, initial=start_step, show=progress and
-                                           context.is_main, desc=type(objective).__name__, context=context)
-            for callback in callbacks:
-                if hasattr(callback, "on_fit_start"):
-                    callback.on_fit_start(start)
-            try:
-                for step in range(start_step, start_step if finished else total_steps):
-                    if step > start_step:  # fit holds hybridpgm's process-wide lock (Pyro's handler stack and
-                        # param store, torch's streams) for each step with its callbacks: other threads' calls here
-                        let_other_threads_in()
-                    if heartbeat is not None:
-                        heartbeat.progress(step)
-                    info = take_step(step, objective=objective, players=players, schedule=schedule, stream=stream,
-                                     device=device, context=context, accumulate=accumulate, precision=precision,
-                                     clip_grad_norm=clip_grad_norm, checkpoint=checkpoint, batch_size=batch_size,
-                                     history=history, started=started, bar=bar)
-                    # a callback failing after a signal (one process): warned, and fit stops as the signal asked
-                    step_callbacks(callbacks, info, stop_signals, checkpoint, single_process=context.world_size == 1)
-                    # one collective: a callback's stop request and any rank's signal, so all ranks stop together
-                    stopped, interrupted = context.agree_on_stop(info.stop_requested, stop_signals.signum)
-                    if stopped or interrupted:
-                        break
-                    if checkpoint_every is not None and (step + 1) % checkpoint_every == 0:
-                        # the last step's periodic checkpoint: on_fit_end has yet to run for it
-                        write_checkpoint(step + 1, pending=has_fit_end and step + 1 >= total_steps)
-                if not interrupted:  # a stop on purpose: a complete bar (a notebook's is red when closed short)
-                    finish(bar)
-            except Exception as error:
-                failure = explain_failure(error, heartbeat, context.rank, context.timeout_s, step)
-                if failure is error:
-                    raise
-                raise failure from error
-            finally:
-                running.close()  # the bar is gone before the end-of-run checkpoint and on_fit_end
-            steps_done = write_end_of_run(history=history, start_step=start_step, info=info, stopped=stopped,
-                                          interrupted=interrupted, fit_end_pending=fit_end_pending,
-                                          has_fit_end=has_fit_end, callbacks=callbacks, stream=stream,
-                                          objective=objective, device=device, context=context,
-                                          write_checkpoint=write_checkpoint)
-            late_signal = stop_signals.signum if not interrupted else 0
-    return fit_outcome(history=history, players=players, steps_done=steps_done, stopped=stopped,
-                       interrupted=interrupted, late_signal=late_signal, checkpoint=checkpoint, mode=mode,
+                                         callbacks=callbacks, history=origin.history, seed=seed, config=config,
+                                         context=context, layout=layout, dataset=origin.carried).write
+        end = run_steps(on_exit, origin, objective=objective, players=players, schedule=schedule, stream=stream,
+                        total_steps=total_steps, device=device, context=context, accumulate=accumulate,
+                        precision=precision, clip_grad_norm=clip_grad_norm, checkpoint_every=checkpoint_every,
+                        batch_size=batch_size, callbacks=callbacks, progress=progress,
+                        write_checkpoint=write_checkpoint)
+    return fit_outcome(history=origin.history, players=players, steps_done=end.steps_done, stopped=end.stopped,
+                       interrupted=end.interrupted, late_signal=end.late_signal, checkpoint=checkpoint, mode=mode,
                        context=context, device=device)

@@ -1,4 +1,4 @@
-"""The missing-value pattern ``BayesNet.log_prob`` hands to the model it traces (hybridpgm/graphs/bn_model.py,
+"""The missing-value pattern ``BayesNet.log_prob`` hands to the model it traces (hybridpgm/graphs/bn_log_prob.py,
 ``_observed_read``) stays with its own call: in a context variable, not on the instance.
 
 Before (848527f), on the instance's ``__dict__``: two threads' log_prob calls that interleave (A enters, B enters,

@@ -1,4 +1,4 @@
-"""``BayesNet.log_prob`` of rows with an infinite continuous value (hybridpgm/graphs/bn_model.py ``_log_prob``).
+"""``BayesNet.log_prob`` of rows with an infinite continuous value (hybridpgm/graphs/bn_log_prob.py ``_log_prob``).
 
 Found by an audit: a continuous parent ``x = inf`` with an observed child ``y`` gave the child's Gaussian the mean
 ``inf`` and, at ``y = inf``, the log-density ``inf - inf = NaN``: the row scored NaN (with Pyro's "Encountered NaN"

@@ -1,6 +1,6 @@
 """``BayesNet.log_prob`` reads the missing-value pattern of its columns from the device once
 (:meth:`~hybridpgm.graphs.bn_data.BayesNetData._observed_columns`): its own check that the rows are complete and the
-model it traces share the read (``hybridpgm/graphs/bn_model.py``, ``_observed_read``)."""
+model it traces share the read (``hybridpgm/graphs/bn_log_prob.py``, ``_observed_read``)."""
 
 import pytest
 import torch
