@@ -38,7 +38,7 @@ from torch import nn
 
 from hybridpgm.bayesian_nn_plates import apply_under_plates, place_data_dim, vectorized_plates
 from hybridpgm.checks import generator_or_none, module_name, positive_int, positive_real
-from hybridpgm.data.validation import defer_finite
+from hybridpgm.data.validation import as_model_dtype, defer_finite
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.handler_scope import isolated_from_handlers
 from hybridpgm.module_modes import keeping_modes
@@ -239,8 +239,10 @@ class BayesianRegressor(PyroModule):
         the one the draw gives run alone.  A batch norm of the network must then be in eval mode.
 
         :raises DataError: ``x`` is not a tensor with a batch dimension, has no rows (``B = 0``: the data plate
-            has no mini-batch to scale), holds more rows than ``num_data`` while ``y`` is given, or NaN/inf, or
-            has another dtype than the network's weights; ``y`` does not match ``x`` or holds NaN/inf.
+            has no mini-batch to scale), holds more rows than ``num_data`` while ``y`` is given, or NaN/inf;
+            ``y`` does not match ``x`` or holds NaN/inf; ``x`` or ``y`` has a dtype the network's weights do not
+            take exactly (:func:`~hybridpgm.data.validation.as_model_dtype`: ``bool``, integers within
+            :math:`\\pm 2^p` and narrower floats are converted; float64 data for float32 weights are refused).
         :raises ModelSpecError: the network's output is not ``B`` or ``B x 1`` (for a 1-D ``x`` the message says
             that one example's batch dimension may be missing); inside vectorized plates, a weight's draw does not
             have the plates' batch shape or a batch norm of the network is in training mode."""
@@ -257,13 +259,13 @@ class BayesianRegressor(PyroModule):
             raise DataError(f"BayesianRegressor y is a {type(y).__name__}, expected a tensor of shape ({x.shape[0]},)")
         if y is not None and (y.dim() != 1 or y.shape[0] != x.shape[0]):
             raise DataError(f"y has shape {tuple(y.shape)}, expected ({x.shape[0]},) to match x {tuple(x.shape)}")
+        weights = next((b.dtype for n, b in self.net.named_buffers() if n.endswith("_prior_scale")), x.dtype)
+        if weights.is_floating_point:  # the dtype rule: bool, exact integers, narrower floats converted
+            x = as_model_dtype(x, weights, "BayesianRegressor x", defer=True)
+            y = None if y is None else as_model_dtype(y, weights, "BayesianRegressor y", defer=True)
         defer_finite(x, "BayesianRegressor x")
         if y is not None:
             defer_finite(y, "BayesianRegressor y")
-        weights = next((b.dtype for n, b in self.net.named_buffers() if n.endswith("_prior_scale")), x.dtype)
-        if x.dtype != weights:
-            raise DataError(f"BayesianRegressor x has dtype {x.dtype}, the network's weights {weights}: convert x "
-                            f"(x.to({weights})) or the model (.to({x.dtype}))")
         frames = vectorized_plates()  # the weights take their dims: the network runs once per draw (vmap)
         out, plates = apply_under_plates(self.net, x, frames) if frames else (self.net(x), ())
         per_draw = tuple(out.shape[len(plates):])

@@ -38,7 +38,22 @@ def described_value(x: Any) -> str:
 
 
 def _conversion(x: Any, arg: str) -> str:
-    """The call that makes a tensor of ``x`` (named ``arg``), for the message."""
+    """The call that makes a tensor of ``x`` (named ``arg``), for the message.  ``torch.tensor`` cannot make one
+    of a dataset or a loader: a :class:`~hybridpgm.data.binarize.DynamicBinarized` is pointed to its grey levels
+    (a new binary draw at every read is no fixed tensor), a :class:`~torch.utils.data.DataLoader` to its dataset,
+    a map-style :class:`~torch.utils.data.Dataset` to the stack of its examples."""
+    from hybridpgm.data.binarize import DynamicBinarized  # not at import: data imports this module
+
+    if isinstance(x, DynamicBinarized):
+        return (f"{arg}.x, its grey levels in [0, 1] (to a model built with probabilities=True), or one fixed "
+                f"binarization, torch.bernoulli({arg}.x) (load_dataset(..., binarize='static').train.x)")
+    if isinstance(x, torch.utils.data.DataLoader):
+        return f"the tensor behind {arg}.dataset (a TensorDataset: {arg}.dataset.tensors[0])"
+    if isinstance(x, torch.utils.data.TensorDataset):
+        return f"{arg}.tensors[0]"
+    if isinstance(x, torch.utils.data.Dataset):
+        return (f"torch.stack([{arg}[i] for i in range(len({arg}))]) (the examples as one tensor; for (x, y) "
+                f"pairs, the x of each)")
     if callable(getattr(x, "to_numpy", None)):  # pandas: its values
         return f"torch.as_tensor({arg}.to_numpy())"
     if isinstance(x, (list, tuple)) or getattr(x, "shape", None) is None:

@@ -122,7 +122,7 @@ def test_the_regressor_names_a_network_output_or_input_dtype_it_cannot_use():
     x = torch.randn(10, 1)
     with pytest.raises(ModelSpecError, match=r"maps x of shape \(10, 1\) to \(10, 2\); it must give \(10,\) or "):
         BayesianRegressor(nn.Linear(1, 2), num_data=10)(x)
-    with pytest.raises(DataError, match="x has dtype torch.float64, the network's weights torch.float32"):
+    with pytest.raises(DataError, match="x has dtype torch.float64, the model computes in torch.float32"):
         BayesianRegressor(nn.Linear(1, 1), num_data=10)(x.double())
     assert BayesianRegressor(nn.Linear(1, 1).double(), num_data=10)(x.double()).dtype == torch.float64
 

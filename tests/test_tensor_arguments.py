@@ -4,6 +4,8 @@ with the call that makes a tensor of it (:mod:`hybridpgm.tensor_arguments`); not
 Before, the messages printed the type where the shape belongs ("train_x has shape ndarray, expected (N, ...)",
 "series has shape ndarray") and never said that a tensor was needed."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -127,3 +129,38 @@ def test_the_gp_lstm_hmm_and_adversarial_apis_say_a_tensor_is_needed():
     for call, message in calls:
         with pytest.raises(DataError, match=message):
             call()
+
+
+def test_a_dataset_or_loader_gets_advice_that_works():
+    """INPUTS audit (session 39, finding 6): a Dataset (``training_data(load_dataset(..., binarize="dynamic"))``,
+    what the README hands ``fit``) given to ``DBN.pretrain`` or ``RBM.free_energy`` was told "pass
+    torch.tensor(data)", which raises "only one element tensors can be converted".  The advice now names a call
+    that makes the tensor."""
+    from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+    from hybridpgm.data.binarize import DynamicBinarized
+    from hybridpgm.energy import DBN
+
+    class Rows(Dataset):
+        def __len__(self):
+            return 3
+
+        def __getitem__(self, i):
+            return torch.full((64,), float(i % 2))
+
+    x = torch.rand(5, 64, generator=torch.Generator().manual_seed(0))  # grey levels; binary for the RBM below
+    for data, advice in ((TensorDataset(x.round()), "v.tensors[0]"),
+                         (Rows(), "torch.stack([v[i] for i in range(len(v))])")):
+        with pytest.raises(DataError, match=r"RBM visible data 'v' is a \S+, not a torch\.Tensor: pass " +
+                                            re.escape(advice)):
+            RBM(64, 8).free_energy(data)
+        made = eval(advice, {"torch": torch, "v": data})  # the advice works: the examples as one tensor
+        rows = x.round() if isinstance(data, TensorDataset) else torch.stack([data[i] for i in range(3)])
+        assert torch.equal(made, rows)
+        assert RBM(64, 8).free_energy(made).shape == (len(data),)
+    with pytest.raises(DataError, match=r"DynamicBinarized, not a torch\.Tensor: pass data\.x, its grey levels "
+                                        r"in \[0, 1\] \(to a model built with probabilities=True\), or one fixed "
+                                        r"binarization, torch\.bernoulli\(data\.x\)"):
+        DBN([64, 8]).pretrain(DynamicBinarized(x), max_steps=1)
+    with pytest.raises(DataError, match=r"DataLoader, not a torch\.Tensor: pass the tensor behind v\.dataset"):
+        RBM(64, 8).free_energy(DataLoader(TensorDataset(x)))

@@ -151,7 +151,8 @@ def hmm_posterior(hmm: tuple[torch.Tensor, ...], x: torch.Tensor,
         the full length ``T``.
     :raises DataError: ``hmm`` is not a normalised HMM of consistent shapes (as for :func:`sample_hmm`), ``x`` is
         not an integer tensor with a time dimension, ``lengths`` is not numbers (an object array) or a masked
-        array with masked entries, or does not broadcast with its batch shape, or a symbol within a sequence's
+        array with masked entries, or does not broadcast with its batch shape or would enlarge it (a column ``[N, 1]``:
+        one length per sequence, :func:`~hybridpgm.sequence_lengths.lengths_tensor`), or a symbol within a sequence's
         length is outside ``0..V-1`` (named with its index).
     :raises ModelSpecError: lengths that :class:`LinearChainCRF` refuses (not integers in ``1..T``).
     """

@@ -69,8 +69,11 @@ def train_classifier(x: torch.Tensor, y: torch.Tensor, num_classes: int | None =
     """Train an MLP classifier ``batch x D`` -> logits ``batch x C`` on real data
     with :func:`hybridpgm.fit`; the reference network of :func:`inception_score`.
 
-    :param x: ``N x D`` floating-point inputs; the network is built and trained in their dtype.
-    :param y: ``N`` integer labels in ``[0, num_classes)`` (any integer dtype; the loss reads them as int64).
+    :param x: ``N x D`` floating-point inputs: a tensor or an array-like (a NumPy array, a pandas DataFrame), read
+        as :func:`clustering_accuracy` reads them; the network is built and trained in their dtype (NumPy's
+        default float64 gives a float64 network).
+    :param y: ``N`` integer labels in ``[0, num_classes)`` (any integer dtype; the loss reads them as int64), of the
+        same kinds as ``x``.
     :param int num_classes: ``C``; ``None``: one more than the largest label.
     :param hidden: the widths of the MLP's hidden layers (ReLU, He initialisation), ``D -> *hidden -> C``.
     :param int num_steps: optimizer steps (:func:`hybridpgm.fit`'s ``max_steps``) of the cross-entropy loss.
@@ -83,12 +86,14 @@ def train_classifier(x: torch.Tensor, y: torch.Tensor, num_classes: int | None =
     :returns: the trained network, in ``x``'s dtype and in eval mode.
     :raises ConfigError: a ``seed`` that is not an integer torch or :func:`hybridpgm.fit` accepts, or a bad
         option of :func:`hybridpgm.fit` (``num_steps``, ``batch_size``, ``device``).
-    :raises DataError: for shapes other than ``(N, D)`` and ``(N,)`` with ``N >= 1``, non-float inputs, labels
-        that are not integers, or labels outside ``[0, num_classes)``.
+    :raises DataError: for shapes other than ``(N, D)`` and ``(N,)`` with ``N >= 1``, inputs or labels that are
+        not numbers, non-float inputs, labels that are not integers, or labels outside ``[0, num_classes)``.
     """
     from hybridpgm.rng_scope import keeping_global_rngs
     from hybridpgm.train.trainer import fit
 
+    x = _as_tensor(x, "train_classifier inputs x")
+    y = _as_tensor(y, "train_classifier labels y")
     if x.dim() != 2 or y.shape != x.shape[:1]:
         raise DataError(f"train_classifier needs x (N, D) and y (N,), got {tuple(x.shape)} and {tuple(y.shape)}")
     if x.shape[0] == 0:
@@ -266,16 +271,28 @@ def target_accuracy(predict: Callable[[torch.Tensor], torch.Tensor], x: torch.Te
     :func:`inception_score` (a dropout layer in training mode drew from torch's global stream, and the accuracy
     of a fixed network changed from call to call).
 
-    :param predict: maps ``x`` to labels ``batch`` or to logits ``batch x C`` (the label is their argmax).
+    :param predict: maps ``x`` to integer labels ``batch`` or to logits ``batch x C`` with ``C >= 2`` (the label
+        is their argmax).  A binary classifier's one logit per sample (``nn.Linear(h, 1)``: ``batch x 1``, or
+        squeezed to floats ``batch``) is refused, not read: the argmax of one column is always 0, and floats are no
+        labels.  Give it as labels, ``(logit > 0).long()``, or as two logits,
+        ``torch.stack([torch.zeros_like(logit), logit], -1)``.
     :param x: the target-domain inputs, ``batch x ...``, given to ``predict`` in one call.
     :param y: the target-domain labels, ``batch`` ints: a tensor or an array-like (a NumPy array), read as
         :func:`clustering_accuracy` reads them.
     :raises DataError: when the predictions do not give one label per entry of ``y``, or there is none, or ``y``
-        is not numbers.
+        is not numbers, or the predictions are one logit per sample (``batch x 1``) or floating labels.
     """
     y = _as_tensor(y, "target_accuracy labels y")
     with _evaluating(predict):
         out = check_output(predict(x), "target_accuracy predict", DataError)
+    binary = ("a binary classifier's one logit per sample: give labels, (logit > 0).long(), or two logits, "
+              "torch.stack([torch.zeros_like(logit), logit], -1)")
+    if out.dim() == 2 and out.shape[-1] == 1:  # argmax over one column: always class 0
+        raise DataError(f"target_accuracy predict returned logits of shape {tuple(out.shape)}, one class: if this is "
+                        f"{binary}")
+    if out.dim() == 1 and (out.is_floating_point() or out.is_complex()):  # no labels: compared with y, never equal
+        raise DataError(f"target_accuracy predict returned labels of dtype {out.dtype} (shape {tuple(out.shape)}): "
+                        f"labels must be integers; if these are {binary}")
     labels = out.argmax(-1) if out.dim() == 2 else out
     if labels.shape != y.shape or y.numel() == 0:
         raise DataError(f"target_accuracy needs one prediction per label: predictions of shape {tuple(out.shape)} "

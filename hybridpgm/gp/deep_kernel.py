@@ -169,7 +169,7 @@ class DeepKernelGP(ConditioningData, MarginalLikelihood, PosteriorCall, gpytorch
         with keeping_modes(self.feature_extractor), keeping_global_rngs(0, numpy_python=False), \
                 torch.no_grad():
             self.feature_extractor.eval()
-            probe = self._extract(train_x if grid_size is not None else train_x[:2])
+            probe = self._extract(train_x if grid_size is not None else train_x[:2], shape=tuple(train_x.shape))
         if not probe.is_floating_point():
             raise ModelSpecError(f"feature extractor maps {tuple(train_x[:2].shape)} inputs to features of dtype "
                                  f"{probe.dtype}; the GP needs floating features")
@@ -206,8 +206,8 @@ class DeepKernelGP(ConditioningData, MarginalLikelihood, PosteriorCall, gpytorch
             with torch.no_grad():
                 self.scale_to_bounds(probe)
 
-    def _extract(self, x: torch.Tensor) -> torch.Tensor:
-        h = extract_features(self.feature_extractor, x)
+    def _extract(self, x: torch.Tensor, shape: tuple | None = None) -> torch.Tensor:
+        h = extract_features(self.feature_extractor, x, shape)
         if h.dim() != 2 or h.shape[0] != x.shape[0]:
             raise ModelSpecError(f"feature extractor maps {tuple(x.shape)} to {tuple(h.shape)}; "
                                  f"expected ({x.shape[0]}, F)")

@@ -19,7 +19,7 @@ from hybridpgm.network_checks import check_output
 __all__ = ["extract_features"]
 
 
-def extract_features(extractor: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+def extract_features(extractor: torch.nn.Module, x: torch.Tensor, shape: tuple | None = None) -> torch.Tensor:
     """``extractor(x)``, or a :class:`DataError` naming the shape and dtype of ``x`` (and the autocast precision,
     where one is on, or else the network's parameters' dtype where it is another) with the network's own message.
 
@@ -28,6 +28,8 @@ def extract_features(extractor: torch.nn.Module, x: torch.Tensor) -> torch.Tenso
     (:func:`~hybridpgm.autograd_scope.usable_with_grad`): autograd cannot save them for backward.
 
     :param x: the inputs, ``B x ...``.
+    :param shape: the inputs' shape as the message names it (default ``x``'s): a probe of the first rows of the
+        training inputs names the training inputs' shape, not the probe's.
     :raises DataError: the network raised a :class:`RuntimeError` (a shape, dtype or kernel error); one about
         inference tensors (the network's own parameters made under inference mode) says so rather than blame the
         inputs' shape.
@@ -50,7 +52,8 @@ def extract_features(extractor: torch.nn.Module, x: torch.Tensor) -> torch.Tenso
             low = torch.get_autocast_dtype(kind)
             autocast = (f" under autocast to {low} on {kind} (fit's precision): the network may have no {low} "
                         f"kernel there, train it in full precision (precision=None, CLI --precision fp32)")
-        raise DataError(f"feature extractor cannot take inputs of shape {tuple(x.shape)} and dtype {x.dtype}"
+        raise DataError(f"feature extractor cannot take inputs of shape {tuple(x.shape if shape is None else shape)} "
+                        f"and dtype {x.dtype}"
                         f"{autocast or _other_dtype(extractor, x)}: {err}") from err
 
 

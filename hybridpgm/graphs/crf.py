@@ -78,19 +78,22 @@ class LinearChainCRF(CRFSupport, CRFMarginals, Distribution, TorchDistributionMi
         ``transition[i, j]`` scores label ``i`` followed by ``j`` (-inf forbids the pair).
     :param torch.Tensor start: optional ``batch_shape + (L,)`` start scores.
     :param torch.Tensor end: optional ``batch_shape + (L,)`` end scores.
-    :param torch.Tensor lengths: optional ``batch_shape`` long, each in ``0..T`` (any integer dtype; with
-        validation on, a floating, complex or bool tensor raises :class:`~hybridpgm.errors.ModelSpecError`), on
-        any device (it is copied to ``unary``'s: CPU lengths, as ``pack_padded_sequence`` wants them, are fine).
+    :param torch.Tensor lengths: optional ``batch_shape`` long, each in ``0..T`` (any integer dtype; a floating,
+        complex or bool tensor raises :class:`~hybridpgm.errors.ModelSpecError`, with validation off too), on
+        any device (it is copied to ``unary``'s: CPU lengths, as ``pack_padded_sequence`` wants them, are fine);
+        one per sequence: a shape that would enlarge ``unary``'s batch (a column ``[B, 1]``) is refused.
     :param validate_args: validation on (``True``) or off (``False``); ``None`` follows torch's global setting
         (:meth:`torch.distributions.Distribution.set_default_validate_args`), as every torch distribution.  With
         it on, the potentials and ``lengths`` are checked at construction and values at :meth:`log_prob` (whose
         label-range check runs with it off too, where values can be read, deferred to :func:`hybridpgm.fit`'s
         one host read per step).
     :raises ModelSpecError: a potential of a dtype that is not floating point (bool, integer, complex), naming it
-        and its dtype; (with validation on) NaN or +inf in ``transition``, ``start``, ``end`` or in ``unary``
-        within a sequence's length, naming the index; a length outside ``0..T``, naming the first and its index.
+        and its dtype; lengths of a non-integer dtype, or of a shape enlarging ``unary``'s batch; (with validation
+        on) NaN or +inf in ``transition``, ``start``, ``end`` or in ``unary`` within a sequence's length, naming
+        the index; a length outside ``0..T``, naming the first and its index.
     :raises DeviceError: ``transition``, ``start`` or ``end`` on another device than ``unary`` (a
-        :class:`CRFHead` left on the CPU behind a network moved to the GPU), naming the tensor and both devices.
+        :class:`CRFHead` left on the CPU behind a network moved to the GPU), naming the tensor and both devices;
+        (with validation on) potentials on the meta device, which hold no values to validate.
 
     An empty sequence (length 0) has one labelling, the empty one, of score 0 (it has no start or end label):
     its log Z, :meth:`log_prob`, :meth:`score` and :meth:`entropy` are 0, its rows of :attr:`marginals` 0, and

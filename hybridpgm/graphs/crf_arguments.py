@@ -3,7 +3,8 @@
 :func:`checked_arguments` is the constructor's check.  Without a read of any value it refuses a potential that is
 no tensor or not of a floating dtype (bool, integer, complex), shapes that do not end in ``(T, L)``, ``(L, L)``
 and ``(L,)`` or whose batch shapes do not broadcast, potentials on different devices, and lengths that are no
-numbers; with validation on it also reads the values (the one host read of a valid CRF) and refuses NaN or
+numbers or not of an integer dtype (``.long()`` would truncate ``2.5`` silently); with validation on it also reads
+the values (the one host read of a valid CRF) and refuses NaN or
 :math:`+\\infty` in a potential (in ``unary`` within a sequence's length only: the padding may hold anything) and a
 length outside ``0..T`` (0: an empty sequence).  A :math:`-\\infty` score is allowed: it forbids a label or a
 transition.  Validation reads values, which :func:`torch.func.vmap`'s batched tensors cannot give: under
@@ -16,6 +17,7 @@ from __future__ import annotations
 import torch
 
 from hybridpgm.errors import DeviceError, ModelSpecError
+from hybridpgm.meta_data import META_ORIGIN, refuse_meta
 from hybridpgm.sequence_lengths import lengths_tensor
 from hybridpgm.transform_scope import vmap_reads_refused
 
@@ -79,7 +81,14 @@ def checked_arguments(unary, transition, start, end, lengths, validate: bool):
     except RuntimeError as e:
         raise ModelSpecError("LinearChainCRF: batch shapes of unary, transition, start, end, lengths "
                              "do not broadcast") from e
+    if lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool:
+        # every non-integer dtype (bfloat16 too), integer-valued or not: .long() would truncate silently; a dtype,
+        # no value read, so with validation off too
+        raise ModelSpecError(f"LinearChainCRF: lengths must be integers in 0..{T}, got dtype {lengths.dtype}")
     if validate:
+        refuse_meta(unary, "LinearChainCRF: unary", "validation (validate_args, on by torch's default) reads the "
+                    "potentials' values; build the CRF with validate_args=False to query shapes on meta, or make "
+                    f"the potentials on a device that holds data ({META_ORIGIN})")
         with vmap_reads_refused(VMAP_VALIDATION):  # the checks read values
             _check_values(unary, transition, start, end, lengths)
     return start, end, lengths, batch_shape
@@ -90,10 +99,6 @@ def _check_values(unary, transition, start, end, lengths) -> None:
     ``unary`` within a sequence's length only).  One host read where all is well; the message's reads only
     where a check fails."""
     T = unary.shape[-2]
-    if lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool:
-        # every non-integer dtype (bfloat16 too), integer-valued or not: .long() would truncate silently
-        raise ModelSpecError(f"LinearChainCRF: lengths must be integers in 0..{T}, got dtype "
-                             f"{lengths.dtype}")
     outside = (lengths < 0) | (lengths > T)
     if bool(outside.any()):  # the one host read; the message's reads only where it fails
         pos = outside.nonzero()[0].tolist()

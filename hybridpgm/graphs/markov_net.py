@@ -196,11 +196,12 @@ class MarkovNet(LegacyTableNames, ScopeIndices, MarkovNetInference, nn.Module):
         A tensor ``context`` reaches each neural potential in that potential's floating dtype (that of its first
         floating parameter or buffer) where the conversion is exact (:func:`~hybridpgm.data.validation.as_model_dtype`:
         a lower-precision float is widened); any other context is passed as it is (integers or ``bool``: category
-        indices for an ``nn.Embedding``; a float of higher precision, which the potential may cast itself).
+        indices for an ``nn.Embedding``; a float of higher precision, which the potential may cast itself).  A NumPy
+        array or pandas object is read as a tensor first; a network's ``TypeError`` on any other context is named.
 
         :param context: the input of the neural potentials (``None``: each is called with no argument).
         :raises DataError: a potential that fails on a context of another dtype than its own, naming the factor
-            and both dtypes.
+            and both dtypes, or on a context that is no tensor (a list), naming the factor and the type.
         :raises ModelSpecError: a potential returns no single tensor (a tuple, a dict), or a table of the wrong
             shape or dtype, or with NaN or inf entries, naming the factor.
         """
@@ -251,9 +252,10 @@ class MarkovNet(LegacyTableNames, ScopeIndices, MarkovNetInference, nn.Module):
         """Unnormalised log-density :math:`\\sum_f \\theta_f(x_f)` at full assignments ``name -> LongTensor``
         (or float tensors of whole states, as evidence may be; values broadcast together).
 
-        :param values: ``name -> states`` of every variable.
+        :param values: ``name -> states`` of every variable (a mapping, or a DataFrame of named columns).
         :param context: the neural potentials' input (see :meth:`tables`).
-        :raises EvidenceError: a variable without a value, an unknown variable, a value that is not a state
+        :raises EvidenceError: values that are no mapping (rows ``[N, V]``: the message gives the conversion), a
+            variable without a value, an unknown variable, a value that is not a state
             ``0..card-1``, naming the variable, dtype and values (deferred inside :func:`~hybridpgm.fit`'s step),
             values whose shapes do not broadcast, naming every variable's shape, or values whose batch shape does
             not broadcast with the tables' batch shape, naming both.

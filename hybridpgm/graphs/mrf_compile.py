@@ -29,6 +29,7 @@ from hybridpgm.checks import torch_readable
 from hybridpgm.errors import EvidenceError, ModelSpecError
 from hybridpgm.graphs.factor_graph import FactorGraph, FactorGroup
 from hybridpgm.graphs.mrf_vmap import host_rows
+from hybridpgm.meta_data import refuse_meta
 from hybridpgm.train.deferred_checks import check_or_defer
 from hybridpgm.tensor_tracking import held_storages, kept_by_a_cache, unversioned, value_key
 from hybridpgm.transform_scope import under_vmap
@@ -44,6 +45,7 @@ def _numbers(v: str, x, what: str) -> torch.Tensor:
     :class:`EvidenceError` naming ``v`` and the value (a string, ``None``, a dict or another object is not a
     state)."""
     if isinstance(x, torch.Tensor):
+        refuse_meta(x, f"{what}: the value of {v!r}")
         return x
     try:
         x = torch_readable(x, f"{what}: the value of {v!r}")

@@ -14,13 +14,16 @@ import inspect
 import itertools
 import weakref
 
+import numpy as np
 import torch
 from torch import nn
 
+from hybridpgm.checks import torch_readable
 from hybridpgm.data.validation import as_model_dtype
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.graphs.mrf_sites import factor_site, factor_what, internal_clash
 from hybridpgm.graphs.mrf_tables import table_key
+from hybridpgm.tensor_arguments import described_value
 from hybridpgm.tensor_tracking import carries_tangent
 from hybridpgm.transform_scope import vmap_reads_refused
 from hybridpgm.train.micro_batches import _TORCH_ONE_ROW  # torch's refusal of one row under batch norm
@@ -172,9 +175,22 @@ def call_potential(name: str, mod: nn.Module, context):
 
 
 def _called(name: str, mod: nn.Module, context):
-    """:func:`call_potential` but for torch's refusal of one row under batch norm."""
+    """:func:`call_potential` but for torch's refusal of one row under batch norm.  A NumPy array or a pandas
+    object is read as a tensor first (:func:`~hybridpgm.checks.torch_readable`), then follows the dtype rule as a
+    tensor does; any other context (a dict or tuple for a network of several inputs, a list) is passed as it is,
+    and a ``TypeError`` of the network on it is named (:class:`~hybridpgm.errors.DataError`)."""
+    what = f"MarkovNet: the neural potential of factor {name!r}"
+    if isinstance(context, np.ndarray) or callable(getattr(context, "to_numpy", None)):  # NumPy, pandas
+        try:
+            context = torch.as_tensor(torch_readable(context, f"{what}: the context"))
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise DataError(f"{what}: the context, {described_value(context)}, is not numbers: {e}") from None
     if not isinstance(context, torch.Tensor):
-        return mod(context)
+        try:
+            return mod(context)
+        except TypeError as e:
+            raise DataError(f"{what} fails on a context of type {type(context).__name__} ({e}); pass a tensor: "
+                            f"torch.as_tensor(context)") from e
     return call_in_dtype(mod, context, what=f"MarkovNet: the neural potential of factor {name!r}", arg="a context")
 
 

@@ -21,6 +21,7 @@ from hybridpgm.errors import EvidenceError, ModelSpecError
 from hybridpgm.graphs.factor_graph import FactorGraph
 from hybridpgm.graphs.mrf_compile import assignment_states, unknown_names
 from hybridpgm.precision_scope import exact_precision
+from hybridpgm.tensor_arguments import described_value
 
 __all__ = ["factor_graph_score", "score"]
 
@@ -36,6 +37,11 @@ def score(self, values: Mapping[str, torch.Tensor], context=None,
     """
     if not self.cards:
         raise ModelSpecError("MarkovNet.score: the network has no variables; declare at least one")
+    if not isinstance(values, Mapping) and not hasattr(values, "columns"):  # a DataFrame reads by its columns
+        raise EvidenceError(f"MarkovNet.score: values must be a mapping name -> states (or a DataFrame), got "
+                            f"{described_value(values)}; rows [N, V] in the variables' order "
+                            f"{list(self.cards)}: dict(zip(mrf.cards, rows.unbind(-1))), or "
+                            f"mrf.distribution().log_prob(rows)")
     missing = [v for v in self.cards if v not in values]
     if missing:
         raise EvidenceError(f"MarkovNet.score: no value for variables {missing}")

@@ -33,6 +33,7 @@ from hybridpgm.graphs.bn_values import (_is_missing_entry, _plain, bool_states, 
 from hybridpgm.infer.bn_dtypes import check_one_table_dtype
 from hybridpgm.infer.bn_evidence_states import judged_states, read_flags, state_checks
 from hybridpgm.infer.soft_evidence import Likelihood, judged_soft, soft_checks
+from hybridpgm.meta_data import refuse_meta
 
 if TYPE_CHECKING:  # pragma: no cover
     from hybridpgm.graphs.bayes_net import BayesNet
@@ -157,6 +158,7 @@ class Evidence:
 
 def _as_index_tensor(bn: "BayesNet", name: str, v, device) -> torch.Tensor:
     if isinstance(v, torch.Tensor):
+        refuse_meta(v, f"evidence for {name!r}")
         if v.is_complex():
             raise EvidenceError(f"evidence for {name!r} must be real, got dtype {v.dtype}")
         return v if v.device == device else v.to(device)
@@ -189,6 +191,7 @@ def _as_tensor(name: str, v, device, dtype: torch.dtype | None = None) -> torch.
 
     :param dtype: the dtype to build a number or list of numbers in (a tensor or array keeps its own).
     """
+    refuse_meta(v, f"evidence for {name!r}")
     try:
         v = torch_readable(_plain(v), f"evidence for {name!r}")
     except DataError as e:  # a masked array with masked entries
@@ -210,7 +213,8 @@ def evidence_mapping(bn: "BayesNet", evidence) -> dict:
 
     :raises EvidenceError: for anything else (a ``Series`` none of whose labels names a node or context input, as
         a column ``df["A"]`` is, included), saying what was given (type, shape, dtype) and what to pass instead
-        (for a data tensor: :meth:`BayesNet.columns <hybridpgm.graphs.BayesNet.columns>` of it), or for a
+        (for a data tensor or a ``(values, mask)`` pair: :meth:`BayesNet.columns <hybridpgm.graphs.BayesNet.columns>`
+        of it), or for a
         ``Series`` whose labels repeat (naming them).
     """
     if evidence is None:
@@ -238,6 +242,8 @@ def evidence_mapping(bn: "BayesNet", evidence) -> dict:
     if isinstance(evidence, torch.Tensor):
         hint = (f"; for an [N, {len(bn.nodes)}] data tensor whose columns follow the nodes, pass bn.columns(data), "
                 "the dict of its columns (NaN or -1 = not observed in that row)")
+    if isinstance(evidence, tuple) and len(evidence) == 2 and all(isinstance(t, torch.Tensor) for t in evidence):
+        hint = "; for a (values, mask) pair (bn.split_missing's), pass bn.columns(pair), the dict of its columns"
     raise EvidenceError(f"evidence must be a mapping node name -> value(s), e.g. {{'<node>': tensor([...])}} "
                         f"for the nodes {bn.nodes}, or None for no evidence; got {given}{hint}")
 

@@ -101,7 +101,10 @@ def fetch_batch(dataset: Dataset, indices: torch.Tensor) -> Any:
     if getitems is TensorData.__getitems__:  # read at once, no list of examples
         return dataset.rows(indices)
     if isinstance(dataset, torch.utils.data.Subset) and (root := _under_subsets(dataset)) is not None:
-        return root.rows(_subset_indices(dataset, indices))  # random_split's: no list of B examples (7x)
+        try:
+            return root.rows(_subset_indices(dataset, indices))  # random_split's: no list of B examples (7x)
+        except IndexError:  # a negative index of a Subset (the error path only: the read stays one index_select)
+            return root.rows(_subset_indices(dataset, indices, wrap=True))
     if getitems is DynamicBinarized.__getitems__:  # drawn at once, no list
         return dataset.draw(indices)
     if getitems_returns_batch(dataset):
@@ -134,13 +137,19 @@ def _under_subsets(dataset: torch.utils.data.Subset) -> "TensorData | None":
     return dataset if getattr(type(dataset), "__getitems__", None) is TensorData.__getitems__ else None
 
 
-def _subset_indices(dataset: torch.utils.data.Subset, indices: torch.Tensor) -> list:
+def _subset_indices(dataset: torch.utils.data.Subset, indices: torch.Tensor, wrap: bool = False) -> list:
     """``indices`` of ``dataset`` as the indices of the dataset under its Subsets, composed as each
-    ``Subset.__getitems__`` composes them (``subset.indices[i]``)."""
+    ``Subset.__getitems__`` composes them (``subset.indices[i]``).
+
+    :param wrap: a negative index of a Subset counts from the end of the dataset under it, as ``dataset[i]`` and
+        torch's ``TensorDataset`` read it (:meth:`TensorData.rows` takes none: :func:`fetch_batch` asks for this
+        only after an ``IndexError``, so that the usual read costs nothing more)."""
     rows = indices.tolist()
     while isinstance(dataset, torch.utils.data.Subset):
         rows = [dataset.indices[i] for i in rows]
         dataset = dataset.dataset
+        if wrap:
+            rows = [int(r) + len(dataset) if r < 0 else int(r) for r in rows]
     return rows
 
 

@@ -16,6 +16,7 @@ from torch.utils.data import Dataset, default_collate
 
 from hybridpgm.checks import shown_items
 from hybridpgm.errors import ConfigError, DataError
+from hybridpgm.meta_data import refuse_meta
 from hybridpgm.train.batches import TensorData
 
 __all__ = ["as_dataset", "check_shards"]
@@ -47,6 +48,14 @@ def _loader_refusal(loader: torch.utils.data.DataLoader, caller: str) -> str:
     if loader.collate_fn not in (default_collate, torch.utils.data.default_convert):
         unused.append(f"its collate_fn {getattr(loader.collate_fn, '__name__', type(loader.collate_fn).__name__)} "
                       "(give the dataset a __getitems__(indices) that returns the batch: fit takes it as it is)")
+    if loader.num_workers > 0:  # fit has no workers: a decoding-heavy __getitem__ then runs in one process
+        unused.append(f"its num_workers={loader.num_workers}"
+                      + (" (persistent_workers=True)" if loader.persistent_workers else "")
+                      + " (fit reads every batch in the training process: a costly __getitem__, such as decoding "
+                      "images, then runs in that one process; decode ahead of time, or give the dataset a "
+                      "__getitems__(indices) that reads a batch at once)")
+    if loader.pin_memory:
+        unused.append("its pin_memory=True (fit moves each batch to its device itself)")
     batching = [f"batch_size={loader.batch_size if loader.batch_size is not None else 'B'}"]
     if type(loader.sampler) is torch.utils.data.SequentialSampler:
         batching.append("shuffle=False")  # fit shuffles by default
@@ -65,12 +74,16 @@ def as_dataset(data: Any, caller: str = "fit") -> Dataset:
     :raises DataError: a ``list`` of tensors that looks like one tensor per example (all of one shape, more of
         them than the rows of each: stack them, or pass fields as a tuple), or tensors that disagree on the
         number of examples.
+    :raises DeviceError: a tensor on the meta device (no values to read; :func:`~hybridpgm.meta_data.refuse_meta`).
     :raises ConfigError: a ``DataLoader`` (naming what of it ``fit`` would not use), an ``IterableDataset``, a
         dataset without ``__len__``, a NumPy array or another type.
     """
     if isinstance(data, torch.Tensor):
+        refuse_meta(data, f"{caller} data")
         return TensorData(data, single=True)
     if isinstance(data, (tuple, list)) and data and all(isinstance(t, torch.Tensor) for t in data):
+        for i, t in enumerate(data):
+            refuse_meta(t, f"{caller} data field {i}")
         refused = _examples_list(data) if isinstance(data, list) else None
         if refused is not None:
             raise DataError(refused)

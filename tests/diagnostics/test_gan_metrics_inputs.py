@@ -96,3 +96,41 @@ def test_inception_score_names_a_missing_batch_dimension():
         inception_score(net, samples[0])
     assert "binary" not in str(caught.value)
     assert 1.0 <= inception_score(net, samples[0][None]) <= 3.0  # the advice works
+
+
+def test_target_accuracy_refuses_one_logit_per_sample():
+    """INPUTS audit (session 39, finding 2): a perfect binary classifier ``nn.Linear(h, 1)`` scored the share of
+    class 0 (argmax over one column is always 0), and its logits squeezed to floats ``[B]`` scored about 0 (compared
+    with the labels as labels).  Both are refused, pointing to the two forms that score it right."""
+    x = torch.randn(100, 2, generator=torch.Generator().manual_seed(0))
+    y = (x[:, 0] > 0).long()
+    head = nn.Linear(2, 1)
+    with torch.no_grad():
+        head.weight.copy_(torch.tensor([[10.0, 0.0]]))
+        head.bias.zero_()
+    with pytest.raises(DataError, match=r"logits of shape \(100, 1\), one class.*\(logit > 0\)\.long\(\)"):
+        target_accuracy(head, x, y)
+    with pytest.raises(DataError, match=r"labels of dtype torch\.float32 \(shape \(100,\)\).*torch\.stack"):
+        target_accuracy(lambda v: head(v).squeeze(-1), x, y)
+    # the forms the message gives score the perfect classifier 1
+    assert target_accuracy(lambda v: (head(v).squeeze(-1) > 0).long(), x, y) == 1.0
+    assert target_accuracy(lambda v: torch.cat([torch.zeros_like(head(v)), head(v)], -1), x, y) == 1.0
+
+
+def test_train_classifier_reads_array_likes_as_tensors():
+    """INPUTS audit (session 39, finding 5): NumPy ``x``, or NumPy / pandas / list ``y``, ended in raw
+    ``AttributeError``s ('numpy.ndarray' object has no attribute 'dim'); the same network is now trained as from
+    the tensors."""
+    from hybridpgm.diagnostics.gan_metrics import train_classifier
+
+    pd = pytest.importorskip("pandas")
+    x = torch.randn(20, 2, generator=torch.Generator().manual_seed(0))
+    y = (x[:, 0] > 0).long()
+    kwargs = dict(hidden=(4,), num_steps=2, batch_size=8, device="cpu")
+    want = train_classifier(x, y, **kwargs).state_dict()
+    for xs, ys in ((x.numpy(), y), (x, y.numpy()), (x, pd.Series(y.numpy())), (x, y.tolist()),
+                   (pd.DataFrame(x.numpy()), y)):
+        got = train_classifier(xs, ys, **kwargs).state_dict()
+        assert all(torch.equal(got[k], want[k]) for k in want)
+    with pytest.raises(DataError, match="train_classifier labels y must be a tensor or an array of numbers"):
+        train_classifier(x, ["a"] * 20, **kwargs)

@@ -182,3 +182,23 @@ def test_gibbs_chain_takes_zero_and_integer_scalars():
     g = torch.Generator().manual_seed(0)
     one = rbm.gibbs_chain(state, torch.tensor(2), generator=g)[0]
     assert torch.equal(one, rbm.gibbs_chain(state, np.int64(2), generator=g.manual_seed(0))[0])
+
+
+@pytest.mark.parametrize("api", ["gibbs_chain", "gibbs"])
+def test_a_given_hidden_sample_serves_the_first_sweep_only(api):
+    """``k`` sweeps from ``(v, h)`` are one sweep from ``(v, h)`` followed by ``k - 1`` sweeps from its visible
+    result, draw for draw under one generator: the later sweeps draw their own hidden samples.  A mutation that
+    reused ``h`` on every sweep survived the suite; CD-k from :meth:`clamped_state` then silently became CD-1."""
+    rbm, v, _ = _rbm_far_from_zero()
+    (v, h), _ = rbm.clamped_state(v)
+
+    def sweeps(start, steps, gen):
+        if api == "gibbs":
+            return rbm.gibbs(start[0], steps, h=start[1] if len(start) > 1 else None, generator=gen)
+        return rbm.gibbs_chain(start, steps, generator=gen)[0]
+
+    three = sweeps((v, h), 3, torch.Generator().manual_seed(5))
+    gen = torch.Generator().manual_seed(5)
+    chained = sweeps((sweeps((v, h), 1, gen),), 2, gen)
+    assert torch.equal(three, chained)
+    assert not torch.equal(three, sweeps((v, h), 1, torch.Generator().manual_seed(5)))

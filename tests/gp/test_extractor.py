@@ -72,3 +72,15 @@ def test_out_of_memory_reaches_the_caller_as_it_is():
     with pytest.raises(torch.OutOfMemoryError) as info:
         extract_features(net, torch.zeros(3, 2))
     assert not isinstance(info.value, DataError)
+
+
+def test_the_probe_of_deep_kernel_gp_names_the_training_inputs_shape():
+    """INPUTS audit (session 39, finding 9): ``DeepKernelGP(train_x=int64 (20, 3), ...)`` said "cannot take inputs
+    of shape (2, 3)", the shape of its probe of the first two rows, not the user's ``train_x``."""
+    from hybridpgm.gp import DeepKernelGP
+
+    with pytest.raises(DataError, match=r"feature extractor cannot take inputs of shape \(20, 3\) and dtype "
+                                        r"torch\.int64"):
+        DeepKernelGP(torch.randint(0, 3, (20, 3)), torch.randn(20), feature_extractor=torch.nn.Linear(3, 2))
+    with pytest.raises(DataError, match=r"inputs of shape \(7, 3\) and dtype torch\.int64"):
+        extract_features(torch.nn.Linear(3, 2), torch.zeros(2, 3, dtype=torch.long), shape=(7, 3))

@@ -168,3 +168,29 @@ def test_torch_func_transforms_go_through_the_stacked_steps():
         t = transition.clone().requires_grad_()
         (grad,) = torch.autograd.grad(log_z(t), t)
         torch.testing.assert_close(tangent, (grad * direction).sum(), rtol=1e-12, atol=1e-12)
+
+
+def test_a_step_where_every_label_is_forbidden_leaves_the_other_sequences_alone():
+    """One sequence of the batch meets a step whose unary scores are all -inf (a tagger that masks every label): its
+    log Z is -inf, and the other sequence's log Z, log_prob and gradient are those it has alone.  Without the clamp
+    of -inf unary scores to ``forbidden(dtype)`` (a mutation that survived the suite: the test above forbids
+    through the transitions), log Z was NaN and the NaN reached the other sequence's gradient."""
+    unary, transition, _, _ = _scores(4, B=2)
+    unary = unary.clone()
+    unary[1, 2, :] = float("-inf")
+    unary[0, 1, 0] = float("-inf")  # a single forbidden label is no obstacle
+    y = torch.tensor([[1, 2, 1, 0]])
+    alone = unary[:1].clone().requires_grad_(True)
+    single = LinearChainCRF(alone, transition[0])
+    grad_alone, = torch.autograd.grad(single.log_prob(y)[0], alone)
+    batch = unary.clone().requires_grad_(True)
+    crf = LinearChainCRF(batch, transition[0], validate_args=False)
+    log_z = crf.log_partition
+    assert log_z[1].item() == float("-inf")
+    assert log_z[0].item() == single.log_partition[0].item()
+    log_prob = crf.log_prob(y.expand(2, 4))[0]
+    assert torch.isfinite(log_prob) and log_prob.item() == pytest.approx(single.log_prob(y)[0].item(), abs=1e-12)
+    grad, = torch.autograd.grad(log_prob, batch)
+    assert torch.isfinite(grad).all()
+    torch.testing.assert_close(grad[0], grad_alone[0], rtol=0, atol=1e-12)
+    assert not grad[1].any()

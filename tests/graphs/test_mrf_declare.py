@@ -166,3 +166,25 @@ def test_an_unchanged_table_declared_twice_stays_one_buffer_after_queries():
     mrf.load_state_dict(mrf.state_dict())  # the same values loaded: the copy moved version, but holds them
     mrf.add_factor("f2", ["b", "c"], table)
     assert mrf.table_potentials.f2 is mrf.table_potentials.f1
+
+
+def test_a_context_given_as_an_array_is_read_as_a_tensor_and_a_list_is_named():
+    """INPUTS audit (session 39, finding 4): a NumPy array, a DataFrame or a list as ``context=`` reached the
+    factor's network as it was and ended in torch's raw "linear(): argument 'input' must be Tensor, not
+    numpy.ndarray".  Arrays are now read as tensors (the same answer as the tensor); a list, which the network
+    does not take, is a DataError naming the factor and the type."""
+    from hybridpgm.errors import DataError
+
+    pd = pytest.importorskip("pandas")
+    torch.manual_seed(0)
+    mrf = MarkovNet({"a": 2, "b": 2})
+    mrf.add_factor("ab", ["a", "b"], nn.Sequential(nn.Linear(3, 4), nn.Unflatten(-1, (1, 2, 2))))
+    c = torch.randn(4, 3)
+    values = {"a": torch.tensor([0, 1, 1, 0]), "b": torch.tensor([1, 1, 0, 0])}
+    for ctx in (c.numpy(), pd.DataFrame(c.numpy())):
+        assert torch.equal(mrf.log_partition("exact", context=ctx), mrf.log_partition("exact", context=c))
+        assert torch.equal(mrf.log_prob(values, context=ctx), mrf.log_prob(values, context=c))
+    with pytest.raises(DataError, match=r"factor 'ab' fails on a context of type list .*torch\.as_tensor\(context\)"):
+        mrf.log_partition("exact", context=c.tolist())
+    with pytest.raises(DataError, match=r"factor 'ab' fails on a context of dtype torch\.float64"):
+        mrf.log_partition("exact", context=c.double().numpy())  # the dtype rule, as for a float64 tensor

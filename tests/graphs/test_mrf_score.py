@@ -44,3 +44,26 @@ def test_values_that_do_not_broadcast_with_the_tables_batch_are_named():
     got = mrf.score({v: x[:, None] for v, x in values.items()})
     want = torch.stack([table[:, a, b] for a, b in zip(values["a"].tolist(), values["b"].tolist())])
     assert got.shape == (3, 4) and torch.equal(got, want)
+
+
+def test_rows_that_are_no_mapping_are_refused_with_the_conversion():
+    """INPUTS audit (session 39, finding 3): rows ``[N, V]`` (the form ``BayesNet.log_prob`` and
+    ``mrf.distribution().log_prob`` take) ended in torch's raw "Tensor.__contains__ only supports Tensor or scalar"
+    (a tensor) or in "no value for variables ['a', 'b', 'c']" (an ndarray).  Now an EvidenceError names what was
+    given and the conversion, which gives the score; a DataFrame of named columns is read as before."""
+    pd = pytest.importorskip("pandas")
+    torch.manual_seed(0)
+    mrf = MarkovNet({"a": 2, "b": 3, "c": 2})
+    mrf.add_factor("ab", ["a", "b"], torch.randn(2, 3))
+    mrf.add_factor("bc", ["b", "c"], torch.randn(3, 2))
+    rows = torch.tensor([[0, 2, 1], [1, 0, 0]])
+    for query in (mrf.score, mrf.log_prob):
+        for values, given in ((rows, r"a torch\.Tensor of shape \(2, 3\)"),
+                              (rows.numpy(), r"a numpy\.ndarray of shape \(2, 3\)"),
+                              (rows.tolist(), "a list of length 2")):
+            with pytest.raises(EvidenceError, match=rf"values must be a mapping name -> states .*got {given}.*"
+                                                    r"\['a', 'b', 'c'\]: dict\(zip\(mrf\.cards, rows\.unbind"):
+                query(values)
+        want = query(dict(zip(mrf.cards, rows.unbind(-1))))
+        assert torch.equal(query(pd.DataFrame(rows.numpy(), columns=["a", "b", "c"])), want)
+    assert torch.allclose(mrf.log_prob(dict(zip(mrf.cards, rows.unbind(-1)))), mrf.distribution().log_prob(rows))

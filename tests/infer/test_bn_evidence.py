@@ -208,3 +208,16 @@ def test_a_pandas_series_row_is_evidence_as_log_prob_reads_it():
     with pytest.raises(EvidenceError, match=r"must be a mapping .* got Series of shape \(2,\); for one node's "
                                             r"values \(a column such as df\['<node>'\]\) pass"):
         bn.posterior("wet", df["rain"])
+
+
+def test_a_values_mask_pair_is_pointed_to_columns():
+    """INPUTS audit (session 39, finding 9): the ``(values, mask)`` pair ``split_missing`` returns, given as evidence,
+    was refused with "must be a mapping" and no hint; the message now names ``bn.columns(pair)``, which works."""
+    bn = BayesNet()
+    bn.add("a", cpd.Table([0.3, 0.7]))
+    bn.add("b", cpd.Table([[0.9, 0.1], [0.2, 0.8]], ["a"]))
+    data = torch.tensor([[0.0, 1.0], [float("nan"), 0.0]])
+    pair = bn.split_missing(data)
+    with pytest.raises(EvidenceError, match=r"got tuple; for a \(values, mask\) pair .* pass bn\.columns\(pair\)"):
+        bn.log_evidence(pair)
+    assert torch.equal(bn.log_evidence(bn.columns(pair)), bn.log_evidence(bn.columns(data)))

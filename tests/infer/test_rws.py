@@ -245,3 +245,26 @@ def test_joint_assigned_later_changes_the_schedule_and_fit_runs():
         objective.joint = "no"
     with pytest.raises(AttributeError):
         objective.schedule = ["rws"]
+
+
+def test_theta_leaves_the_guide_alone_so_the_guide_learns_from_phi_alone():
+    """``theta`` detaches :math:`\\log q`: its gradient in the guide's parameters is zero, and the guide's
+    gradient of ``differentiable_loss`` (what ``SVI``/``fit`` step) is exactly that of the wake-:math:`\\phi`
+    loss on the same particles.  Without the detach (a mutation that survived the suite), theta's guide gradient
+    is minus the wake-:math:`\\phi` one and the guide gets a zero gradient: it never learns."""
+    sbn = random_sbn([5, 3, 2], 11)
+    x = binary(6, 5, 11)
+    elbo = ReweightedWakeSleepELBO(num_particles=4, max_plate_nesting=1)
+    guide_params = list(sbn.guide_parameters())
+
+    def seeded(fn):
+        pyro.set_rng_seed(12)
+        return fn()
+
+    theta, phi = seeded(lambda: elbo.losses(sbn.model, sbn.guide, x))
+    theta_grads = torch.autograd.grad(theta, guide_params, allow_unused=True)
+    assert all(g is None or not g.any() for g in theta_grads)
+    phi_grad = flat_grads(phi, guide_params)
+    joint_grad = flat_grads(seeded(lambda: elbo.differentiable_loss(sbn.model, sbn.guide, x)), guide_params)
+    assert phi_grad.abs().max() > 0.1  # the guide does get a gradient
+    assert torch.equal(joint_grad, phi_grad)

@@ -104,3 +104,26 @@ def test_the_separate_players_record_theta_and_the_phi_surrogate():
     theta, phi = _seeded(7, lambda: objective.elbo.losses(sbn.model, sbn.guide, x))
     assert _seeded(7, lambda: objective.loss("wake", x)).item() == (theta / 4).item()
     assert _seeded(7, lambda: objective.loss("sleep", x)).item() == (phi / 4).item()
+
+
+def test_both_phi_updates_are_averaged_not_summed():
+    """With ``wake_phi`` and ``sleep_phi`` both on, the :math:`\\phi` loss is the mean of the wake- and the
+    sleep-:math:`\\phi` losses on the same random numbers (Pyro's ``ReweightedWakeSleep(insomnia=0.5)``, [1] of
+    rws.py), value and guide gradient.  Summing them (a mutation that survived the suite) doubles the guide's step.
+    The three runs draw the same particles: every mode draws the wake particles first, the dreams after."""
+    sbn = random_sbn([5, 3, 2], 8)
+    x = binary(6, 5, 8)
+    guide_params = list(sbn.guide_parameters())
+
+    def phi_of(mode):
+        elbo = ReweightedWakeSleepELBO(num_particles=3, max_plate_nesting=1, **PHI[mode])
+        phi = _seeded(9, lambda: elbo.losses(sbn.model, sbn.guide, x)).phi
+        grads = torch.autograd.grad(phi, guide_params, allow_unused=True)
+        return phi, torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1)
+                               for g, p in zip(grads, guide_params)])
+
+    (wake, wake_grad), (sleep, sleep_grad), (both, both_grad) = (phi_of(m) for m in ("wake", "sleep", "both"))
+    assert abs(wake.item() - sleep.item()) > 0.1  # the two terms differ, so the mean is no coincidence
+    assert both.item() == pytest.approx((wake.item() + sleep.item()) / 2, rel=1e-6, abs=0)
+    assert torch.allclose(both_grad, (wake_grad + sleep_grad) / 2, rtol=1e-5, atol=1e-6)
+    assert both_grad.abs().max() > 0.1

@@ -55,3 +55,15 @@ def test_subset_subclass_with_its_own_getitems_is_asked():
     data = TensorData(torch.arange(6.0).reshape(3, 2), single=True)
     got = fetch_batch(Doubled(data, [2, 0]), torch.tensor([0, 1]))
     assert torch.equal(got, torch.tensor([[8.0, 10.0], [0.0, 2.0]]))
+
+
+def test_a_subset_with_negative_indices_reads_the_rows_from_the_end():
+    """INPUTS audit (session 39, finding 9): a Subset with negative indices over fit's TensorData raised torch's raw
+    ``IndexError: index out of range in self`` (``index_select``), where torch's ``TensorDataset`` and
+    ``TensorData.__getitem__`` count them from the end."""
+    x = torch.arange(40.0).reshape(20, 2)
+    y = torch.arange(20) * 10
+    got = fetch_batch(Subset(TensorData(x, single=True), [-1, 3, -20]), torch.tensor([0, 1, 2]))
+    assert torch.equal(got, x[[19, 3, 0]])
+    got = fetch_batch(Subset(TensorData(x, y), [-2, 5]), torch.tensor([0, 1]))
+    assert torch.equal(got[0], x[[18, 5]]) and torch.equal(got[1], y[[18, 5]])

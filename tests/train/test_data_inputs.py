@@ -164,3 +164,17 @@ def test_an_array_and_a_dataset_without_len_are_refused_saying_what_to_do(tmp_pa
             _fit(array)
     with pytest.raises(ConfigError, match=r"got _NoLen, a Dataset without __len__: fit needs the number of examples"):
         _fit(_NoLen())
+
+
+def test_a_data_loader_with_workers_is_told_that_fit_reads_in_one_process():
+    """INPUTS audit (session 39, finding 9): the refusal of a loader with ``num_workers`` / ``pin_memory`` /
+    ``persistent_workers`` did not mention them, and the suggested ``fit(objective, loader.dataset, ...)`` reads
+    every batch in the training process (fit has no workers): a decoding-heavy ``__getitem__`` then ran in one
+    process with no word of it."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    loader = DataLoader(TensorDataset(torch.zeros(20, 2)), batch_size=4, num_workers=2, persistent_workers=True,
+                        pin_memory=True)
+    with pytest.raises(ConfigError, match=r"fit would not use its num_workers=2 \(persistent_workers=True\) \(fit "
+                                          r"reads every batch in the training process.*; its pin_memory=True"):
+        _fit(loader)
