@@ -10,9 +10,9 @@ that made it:
 * ``spec``: the constructor arguments as plain JSON-like data (ints, floats,
   strings, bools, lists, dicts, ``None``), with three kinds of tagged values:
   a tensor (stored beside the spec in ``tensors``), a nested serializable
-  module (its own ``class`` and ``spec``) and a standard torch layer
-  (:data:`TORCH_LAYERS`, with all its constructor options, see
-  :mod:`hybridpgm.serialization_layers`) or an ``nn.Sequential`` of them; a module argument also records its
+  module (its own ``class`` and ``spec``) and a standard torch layer (:data:`TORCH_LAYERS`, with all its
+  constructor options, see :mod:`hybridpgm.serialization_layers`) or an ``nn.Sequential`` of them (and of nested
+  ones and of serializable modules, each saved as a module argument); a module argument also records its
   weights' dtypes and is rebuilt in them before the constructor taking it runs; a torch dtype, device or
   ``Size`` is tagged too and rebuilt as such (:mod:`hybridpgm.serialization_dtypes`: a recorded device is
   rebuilt as the device the model is loaded onto); a tuple is saved, and loaded, as a list;
@@ -68,14 +68,13 @@ from hybridpgm.paths import file_path
 from hybridpgm.rng_scope import restoring_global_rngs
 from hybridpgm.serialization_compiled import plain_names, plain_ties, unwrapped
 from hybridpgm.serialization_budget import build_within, constructed, file_budget
-from hybridpgm.serialization_dtypes import (FLOATING_DTYPES, TAGS, dtype_names, restore_dtypes, tagged,
-                                           untagged)
+from hybridpgm.serialization_dtypes import FLOATING_DTYPES, TAGS, dtype_names, restore_dtypes, tagged, untagged
 from hybridpgm.serialization_layers import TORCH_LAYERS, build_torch_module, torch_module_spec
 from hybridpgm.serialization_frozen import FROZEN, frozen_names, refreeze
 from hybridpgm.serialization_payload import (check_module_entry, check_payload, cpu_tensors, in_file,
-                                             not_a_model_file, rebuild_error)
+                                             not_a_model_file, rebuild_error, refuse_meta)
 from hybridpgm.serialization_registry import (MODEL_MODULES, _REGISTRY, _SPEC_ATTR, _SPECS, _qualname, _resolve,
-                                             constructor_call, register_spec, serializable)
+                                             constructor_call, register_spec, saved_as_module, serializable)
 from hybridpgm.serialization_state import load_weights, owned
 from hybridpgm.serialization_structure import check_rebuilds
 from hybridpgm.serialization_ties import retie, tie_record
@@ -142,8 +141,10 @@ def _module_spec(module: nn.Module, tensors: dict, where: str) -> dict:
         return {"class": _qualname(cls), "spec": _encode(_SPECS[_qualname(cls)][0](module, where), tensors, where)}
     arguments = module.__dict__.get(_SPEC_ATTR)
     registered = _REGISTRY.get(_qualname(cls))
-    if not (arguments is not None and registered is cls) and (torch_spec := torch_module_spec(module, where)) \
-            is not None:  # an nn.Sequential, or a layer alone (a torch class decorated itself: its arguments)
+    # an nn.Sequential (its nested Sequentials and registered modules: as module arguments), or a layer alone (a
+    # torch class decorated itself: its arguments)
+    if not (arguments is not None and registered is cls) and (torch_spec := torch_module_spec(
+            module, where, lambda m, at: _encode(m, tensors, at) if saved_as_module(m) else None)) is not None:
         return torch_spec
     if arguments is not None and registered is not None and registered is not cls:  # a re-run cell, a reload
         raise CheckpointError(
@@ -198,7 +199,8 @@ def _build(spec: dict, tensors: dict, place: Any = None) -> nn.Module:
 
 def _construct(spec: dict, tensors: dict, place: Any) -> nn.Module:
     check_module_entry(spec, "a module of the model")  # the kind's entries (a file may come from anywhere)
-    if (module := constructed(spec["class"], build_torch_module, spec)) is not None:
+    if (module := constructed(spec["class"], build_torch_module, spec, lambda v: _decode(v, tensors, place))) \
+            is not None:
         return module
     if spec["class"] in _SPECS:
         return constructed(spec["class"], _SPECS[spec["class"]][1], _decode(spec["spec"], tensors, place))
@@ -312,9 +314,9 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     autograd and in-place updates raise there).
 
     :param path: a file written by :func:`save` (a ``str`` or :class:`os.PathLike`).
-    :param map_location: the device to load onto (``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``, a
-        :class:`torch.device`, or what :func:`torch.load` takes); a constructor argument that was a
-        :class:`torch.device` is rebuilt as this device (a dict maps its name, a function keeps it).
+    :param map_location: the device to load onto (``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``, a torch.device, or
+        what :func:`torch.load` takes but ``"meta"``: load on the CPU, then ``.to("meta")``); a constructor argument
+        that was a :class:`torch.device` is rebuilt as this device (a dict maps its name, a function keeps it).
     :param max_build_bytes: the most bytes its constructors may allocate (a trusted file; ``None``: see :func:`load`).
     :raises CheckpointNotFoundError: no file at ``path`` (a :class:`CheckpointError` and a
         :class:`FileNotFoundError`).
@@ -326,7 +328,8 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
         constructors asking for more than the bound (naming the class, the call, its bytes and the bound),
         weights that do not fit the rebuilt module, a record of shared parameters that does not fit it, or
         parameters that hold NaN or infinity; each message names the file.
-    :raises ConfigError: a malformed or unsupported device name (``"gpu"``), a ``max_build_bytes`` not an int > 0.
+    :raises ConfigError: a malformed or unsupported device name (``"gpu"``; ``"meta"``: constructors need the file's
+        values, the message says what to do instead), a ``max_build_bytes`` not an int > 0.
     :raises DeviceError: for a device this machine does not have.
     """
     max_build_bytes = None if max_build_bytes is None else positive_int(max_build_bytes, "load max_build_bytes")
@@ -345,7 +348,7 @@ def _load_model(path: str | os.PathLike, map_location: Any, max_build_bytes: int
         raise CheckpointNotFoundError(f"no model file at {str(path)!r}") from None
     except OSError as error:  # a name too long, a folder on the way that cannot be searched
         raise CheckpointError(f"cannot read model file {str(path)!r}: {os_reason(error)}") from error
-    if isinstance(map_location, (str, torch.device)):
+    if isinstance(refuse_meta(map_location, path), (str, torch.device)):  # not meta: constructors need values
         map_location = resolve_device(map_location)
     payload = read_torch_file(path, "model file", map_location, mmap=True)  # its tensors may map the file
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:

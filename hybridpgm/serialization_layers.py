@@ -2,9 +2,16 @@
 
 An ``nn.Sequential`` argument of a model (a deep kernel's feature extractor, a
 Neural CPD's network) is saved as the list of its layers, each as its torch
-class name and the constructor options that make it (:data:`TORCH_LAYERS`),
-read from the layer's attributes: a ``BatchNorm1d(4, affine=False)`` is saved
-with ``affine=False``, a ``Flatten(1, 2)`` with ``start_dim=1, end_dim=2``.
+class name and the constructor options that make it (:data:`TORCH_LAYERS`: the
+usual layers of a dense or convolutional feature extractor), read from the
+layer's attributes: a ``BatchNorm1d(4, affine=False)`` is saved with
+``affine=False``, a ``Flatten(1, 2)`` with ``start_dim=1, end_dim=2``.  A layer
+that is a nested ``nn.Sequential`` (``nn.Sequential(backbone, head)``), or a
+module of a class decorated with :func:`~hybridpgm.serialization.serializable`,
+is saved as a module argument is (its class and constructor arguments), the
+caller's ``element`` function making its record (:func:`sequential_spec`).
+Any other layer is refused, naming the way out: hold it in a class of one's own
+decorated with ``serializable``, or save a ``state_dict``.
 
 Before anything is written the layer is rebuilt from those options (on the
 ``meta`` device, so nothing is allocated) and compared with the original: its
@@ -30,7 +37,7 @@ Flatten(start_dim=1, end_dim=2)
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -42,6 +49,10 @@ from hybridpgm.serialization_tooling import ADVICE, HOOK_KINDS, tooling, wrapper
 __all__ = ["TORCH_LAYERS", "build_layer", "build_sequential", "build_torch_module", "layer_spec", "sequential_spec",
            "torch_module_spec"]
 
+#: the options of a convolution and of a max pooling
+_CONV = ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups", "bias",
+         "padding_mode")
+_MAX_POOL = ("kernel_size", "stride", "padding", "dilation", "return_indices", "ceil_mode")
 #: torch layers an ``nn.Sequential`` argument may hold: name -> the constructor options saved for it (each read
 #: from the layer's attribute of that name, except ``bias``: whether the layer has a bias parameter)
 TORCH_LAYERS: dict[str, tuple[str, ...]] = {
@@ -51,11 +62,23 @@ TORCH_LAYERS: dict[str, tuple[str, ...]] = {
     "Flatten": ("start_dim", "end_dim"), "Dropout": ("p", "inplace"),
     "BatchNorm1d": ("num_features", "eps", "momentum", "affine", "track_running_stats", "bias"),
     "LayerNorm": ("normalized_shape", "eps", "elementwise_affine", "bias"),
+    # a convolutional feature extractor (a DKL on images): the layers whose spec is their constructor's options
+    "Conv1d": _CONV, "Conv2d": _CONV, "MaxPool1d": _MAX_POOL, "MaxPool2d": _MAX_POOL,
+    "AvgPool1d": ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad"),
+    "AvgPool2d": ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override"),
+    "AdaptiveAvgPool1d": ("output_size",), "AdaptiveAvgPool2d": ("output_size",),
+    "AdaptiveMaxPool1d": ("output_size", "return_indices"), "AdaptiveMaxPool2d": ("output_size", "return_indices"),
+    "BatchNorm2d": ("num_features", "eps", "momentum", "affine", "track_running_stats", "bias"),
+    "GroupNorm": ("num_groups", "num_channels", "eps", "affine", "bias"), "Dropout1d": ("p", "inplace"),
+    "Dropout2d": ("p", "inplace"), "SiLU": ("inplace",), "Mish": ("inplace",),
+    "Hardtanh": ("min_val", "max_val", "inplace"),
+    "PReLU": ("num_parameters", "init"), "Softmax": ("dim",), "LogSoftmax": ("dim",),
+    "Unflatten": ("dim", "unflattened_size"),
 }
 
 #: the option that switches the weight and bias of a normalization layer on; its ``bias`` is saved only when
 #: that is on and there is no bias (``bias=False``, newer than the layer's other options)
-_AFFINE = {"BatchNorm1d": "affine", "LayerNorm": "elementwise_affine"}
+_AFFINE = {"BatchNorm1d": "affine", "BatchNorm2d": "affine", "GroupNorm": "affine", "LayerNorm": "elementwise_affine"}
 
 #: the buffer :func:`~hybridpgm.bayesian_nn.bayesianize` adds to each layer with parameters
 _PRIOR_SCALE = "_prior_scale"
@@ -109,7 +132,8 @@ def layer_spec(layer: nn.Module, where: str, bayesian: bool = False) -> dict:
             raise CheckpointError(f"cannot save {where}: {what} holds a {type(layer).__name__} carrying "
                                   f"{', '.join(tools)}, which a model file does not rebuild; {ADVICE}")
         raise CheckpointError(f"cannot save {where}: {what} holds a {type(layer).__name__}; only "
-                              f"{sorted(TORCH_LAYERS)} are rebuilt from a model file")
+                              f"{sorted(TORCH_LAYERS)} are rebuilt from a model file" + ("" if bayesian else
+                                                                                         _way_out(layer)))
     args = {}
     for option in TORCH_LAYERS[name]:
         if option == "bias":
@@ -123,6 +147,15 @@ def layer_spec(layer: nn.Module, where: str, bayesian: bool = False) -> dict:
     spec = {"layer": name, "args": args}
     _check_rebuilt(layer, spec, where, bayesian)
     return spec
+
+
+def _way_out(layer: nn.Module) -> str:
+    """What to do with a layer of an ``nn.Sequential`` that no file rebuilds."""
+    way = "Hold the layer in a module class of your own decorated with" if type(layer).__module__.startswith(
+        "torch.nn.") else f"Decorate {type(layer).__name__} with"
+    return (f", besides nested nn.Sequentials and classes decorated with hybridpgm.serialization.serializable.  "
+            f"{way} hybridpgm.serialization.serializable (its constructor arguments are then saved), or save the "
+            "network's state_dict and rebuild the network in code")
 
 
 def build_layer(spec: dict, where: str, device: str | None = None) -> nn.Module:
@@ -145,6 +178,9 @@ def build_layer(spec: dict, where: str, device: str | None = None) -> nn.Module:
         raise CheckpointError(f"model file gives the {name} at {where} options {unknown}, which hybridpgm does not "
                               f"rebuild (known: {list(TORCH_LAYERS[name])})")
     layer_class = getattr(nn, name)
+    # a tuple option (a kernel size, a shape) was saved as a list: a layer that keeps it as given (MaxPool2d) gets
+    # the tuple back
+    args = {option: tuple(value) if isinstance(value, list) else value for option, value in args.items()}
     if lacking := [option for option in args if not _takes(layer_class, option)]:
         given = ", ".join(f"{option}={args[option]!r}" for option in lacking)
         raise CheckpointError(f"model file gives the {name} at {where} the option {given}, which nn.{name} of "
@@ -162,17 +198,33 @@ def _takes(layer_class: type, option: str) -> bool:
     return option in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
 
 
-def sequential_spec(module: nn.Sequential, where: str, bayesian: bool = False) -> list[dict]:
-    """:func:`layer_spec` of each layer of ``module``."""
-    return [layer_spec(layer, f"{where}[{i}]", bayesian) for i, layer in enumerate(module)]
+def sequential_spec(module: nn.Sequential, where: str, bayesian: bool = False,
+                    element: Callable[[nn.Module, str], dict | None] | None = None) -> list[dict]:
+    """:func:`layer_spec` of each layer of ``module``.
+
+    :param element: ``element(layer, where)`` gives the record of a layer that is not of :data:`TORCH_LAYERS` (a
+        nested ``nn.Sequential``, a module of a class decorated with
+        :func:`~hybridpgm.serialization.serializable`: ``{"__module__": {...}}``, as a module argument is saved),
+        or ``None`` for a layer it does not save (refused by :func:`layer_spec`, naming the way out).
+    """
+    specs = []
+    for i, layer in enumerate(module):
+        at, layer = f"{where}[{i}]", unwrapped(layer)  # a compiled layer: the layer it compiles
+        own = None if element is None or _torch_class(layer) is not None else element(layer, at)
+        specs.append(layer_spec(layer, at, bayesian) if own is None else own)
+    return specs
 
 
-def build_sequential(layers: list[dict], where: str) -> nn.Sequential:
-    """The ``nn.Sequential`` that :func:`sequential_spec` describes."""
-    return nn.Sequential(*[build_layer(layer, f"{where}[{i}]") for i, layer in enumerate(layers)])
+def build_sequential(layers: list[dict], where: str,
+                     element: Callable[[dict], nn.Module] | None = None) -> nn.Sequential:
+    """The ``nn.Sequential`` that :func:`sequential_spec` describes; ``element`` builds a record of a module
+    (``{"__module__": {...}}``)."""
+    return nn.Sequential(*[element(layer) if element is not None and isinstance(layer, dict) and "__module__" in layer
+                           else build_layer(layer, f"{where}[{i}]") for i, layer in enumerate(layers)])
 
 
-def torch_module_spec(module: nn.Module, where: str) -> dict | None:
+def torch_module_spec(module: nn.Module, where: str,
+                      element: Callable[[nn.Module, str], dict | None] | None = None) -> dict | None:
     """The spec of a module argument that is a torch module: an ``nn.Sequential`` of :data:`TORCH_LAYERS`
     (``{"class": "torch.nn.Sequential", "layers": [...]}``) or one of those layers alone (``{"class":
     "torch.nn.Linear", "layer": {...}}``); ``None`` for a module of another library (hybridpgm's own classes).
@@ -180,11 +232,14 @@ def torch_module_spec(module: nn.Module, where: str) -> dict | None:
     :raises CheckpointError: naming ``where``: a layer these options do not rebuild (:func:`layer_spec`), or
         another class of :mod:`torch.nn` (``nn.Conv2d``, ``nn.LSTM``), which no file rebuilds, with the ways out; a
         layer carrying a parametrization (``ParametrizedLinear``), naming it; torch's ``AveragedModel`` or
-        ``DataParallel``, saying to save its ``.module``."""
+        ``DataParallel``, saying to save its ``.module``.
+
+    An ``nn.Sequential``'s layer that is a nested ``nn.Sequential`` or a registered module is recorded by
+    ``element`` (:func:`sequential_spec`)."""
     if refusal := wrapper_refusal(module, where):  # torch's AveragedModel, DataParallel: their .module is saved
         raise CheckpointError(refusal)
     if type(module) is nn.Sequential:
-        return {"class": "torch.nn.Sequential", "layers": sequential_spec(module, where)}
+        return {"class": "torch.nn.Sequential", "layers": sequential_spec(module, where, element=element)}
     if (tools := tooling(module)) and type(module).__module__ == "torch.nn.utils.parametrize":
         raise CheckpointError(f"cannot save {where}: it is a {type(module).__name__} carrying {', '.join(tools)}, "
                               f"which a model file does not rebuild; {ADVICE}")
@@ -199,10 +254,11 @@ def torch_module_spec(module: nn.Module, where: str) -> dict | None:
     return None
 
 
-def build_torch_module(spec: dict) -> nn.Module | None:
-    """The torch module that :func:`torch_module_spec` describes, else ``None`` (a spec of another kind)."""
+def build_torch_module(spec: dict, element: Callable[[dict], nn.Module] | None = None) -> nn.Module | None:
+    """The torch module that :func:`torch_module_spec` describes, else ``None`` (a spec of another kind);
+    ``element`` builds an ``nn.Sequential``'s layer recorded as a module (:func:`build_sequential`)."""
     if spec["class"] == "torch.nn.Sequential":
-        return build_sequential(spec["layers"], "torch.nn.Sequential")
+        return build_sequential(spec["layers"], "torch.nn.Sequential", element)
     if "layer" in spec:
         return build_layer(spec["layer"], spec["class"])
     return None

@@ -8,6 +8,8 @@ each way it can be wrong is a :class:`~hybridpgm.errors.CheckpointError` naming 
   names to tensors, the model's ``class`` a string;
 * :func:`check_module_entry`: a module's record, the model's or a module argument's, holds what its kind needs
   (``spec``; ``layers`` for an ``nn.Sequential``; ``layer`` for a torch layer alone);
+* :func:`refuse_meta`: a ``map_location`` of torch's ``meta`` device, which :func:`~hybridpgm.serialization.load`
+  does not take (its constructors need the file's values), with what to do instead;
 * :func:`rebuild_error`: what the build raised for the rest (an entry missing deeper in a spec, a value of the
   wrong type, a spec nested past Python's recursion limit), as a ``CheckpointError`` naming the file, the
   original error as its ``__cause__``.
@@ -19,10 +21,10 @@ from typing import Any
 
 import torch
 
-from hybridpgm.errors import CheckpointError
+from hybridpgm.errors import CheckpointError, ConfigError
 
 __all__ = ["REQUIRED", "check_module_entry", "check_payload", "cpu_tensors", "in_file", "not_a_model_file",
-           "rebuild_error"]
+           "rebuild_error", "refuse_meta"]
 
 #: the entries every model file holds, and the type of each
 REQUIRED = {"model": dict, "tensors": dict, "state_dict": dict, "meta": dict, "versions": dict}
@@ -79,6 +81,30 @@ def check_module_entry(entry: Any, where: str) -> None:
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _meta(device: Any) -> bool:
+    return (isinstance(device, torch.device) and device.type == "meta") or \
+        (isinstance(device, str) and device.partition(":")[0] == "meta")
+
+
+def refuse_meta(map_location: Any, path: Any) -> Any:
+    """``map_location`` of :func:`~hybridpgm.serialization.load`, unless it names torch's ``meta`` device (alone,
+    or as a value of a dict): load rebuilds a model by calling its constructors on the values its file holds (a
+    GP conditions on its training data, a layer is compared with its options), which a meta tensor lacks.
+
+    :raises ConfigError: naming the file and what to do instead (load on the CPU, whose file is memory-mapped
+        while it is read, then ``.to("meta")``; or read the architecture without building it).
+    """
+    given = list(map_location.values()) if isinstance(map_location, dict) else [map_location]
+    if any(_meta(device) for device in given):
+        raise ConfigError(f"hybridpgm.load does not take torch's meta device (map_location={map_location!r}) for "
+                          f"{str(path)!r}: it rebuilds the model by calling its constructors on the values the file "
+                          "holds, which meta tensors lack.  Load it on 'cpu' and call .to('meta') on the result, or "
+                          "read the architecture without building it: hybridpgm.load_model(path).class_name, or "
+                          "torch.load(path, weights_only=True, mmap=True)['model'], its class and constructor "
+                          "arguments")
+    return map_location
 
 
 def in_file(error: CheckpointError, path: Any) -> CheckpointError:

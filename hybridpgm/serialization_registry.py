@@ -33,7 +33,8 @@ from hybridpgm.keyword_alias import as_keywords
 from hybridpgm.serialization_specs import BUILTIN_SPECS
 from hybridpgm.serialization_structure import record_built
 
-__all__ = ["MODEL_MODULES", "constructor_call", "record_argument", "register_spec", "serializable"]
+__all__ = ["MODEL_MODULES", "constructor_call", "record_argument", "register_spec", "saved_as_module",
+           "serializable"]
 
 #: modules imported (only these) to resolve a class name read from a model file
 MODEL_MODULES = (
@@ -128,6 +129,17 @@ def register_spec(cls: type, to_spec: Callable[[Any], dict], from_spec: Callable
     _SPECS[_qualname(cls)] = (lambda module, where: to_spec(module), from_spec)
 
 
+def saved_as_module(layer: Any) -> bool:
+    """Whether a layer of an ``nn.Sequential`` that is not one of torch's standard layers is saved as a module
+    argument is (its class and spec, :mod:`hybridpgm.serialization_layers`): a nested ``nn.Sequential``, a module
+    of a class with a spec pair, or one whose constructor arguments :func:`serializable` recorded (a class
+    defined again since is refused by :func:`~hybridpgm.serialization.save`, naming the redefinition)."""
+    from torch import nn
+
+    return type(layer) is nn.Sequential or _qualname(type(layer)) in _SPECS or \
+        getattr(layer, "__dict__", {}).get(_SPEC_ATTR) is not None
+
+
 def _importable(module: str) -> bool:
     """Whether :func:`_resolve` may import ``module`` to find a class a file names: a module of
     :data:`MODEL_MODULES` or of :data:`_CLASS_MODULES`, or the module of a class already registered (imported
@@ -142,7 +154,9 @@ def _resolve(name: str) -> type:
     :func:`_importable` allows it (loading an RBM imports no GPyTorch), then every module of
     :data:`MODEL_MODULES`; no other module is ever imported.
 
-    :raises CheckpointError: ``name`` is not a string, or names no registered class (the name is given).
+    :raises CheckpointError: ``name`` is not a string, or names no registered class (the name is given, with the
+        module to import, or for a class of the saving script's ``__main__``, to define it again or move it to a
+        module).
     """
     if not isinstance(name, str):
         raise CheckpointError(f"model file names class {name!r}, a {type(name).__name__}, not a qualified class name")
@@ -153,8 +167,12 @@ def _resolve(name: str) -> type:
         for module in MODEL_MODULES:
             importlib.import_module(module)
     if name not in _REGISTRY:
-        raise CheckpointError(f"model file names class {name!r}, which is not a registered hybridpgm class (a class "
-                              "of another module is registered when its module is imported before loading)")
+        raise CheckpointError(f"model file names class {name!r}, which is not a registered hybridpgm class" + (
+            f": it was defined in the script that saved the model ({own}, which no other program can import); "
+            "define the same class, decorated with hybridpgm.serialization.serializable, in this program (a "
+            "notebook cell will do) before loading, or move it to a module of its own that both programs import"
+            if own.partition(".")[0] == "__main__" else
+            f" (a class of another module is registered when its module is imported before loading: import {own})"))
     return _REGISTRY[name]
 
 

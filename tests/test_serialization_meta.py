@@ -51,3 +51,19 @@ def test_a_module_refusing_to_be_saved_is_refused_with_its_reason_and_where_it_i
         hybridpgm.save(whole(part(3, "its data are gone")), tmp_path / "w.pt")
     assert not list(tmp_path.iterdir())
     assert type(hybridpgm.load(hybridpgm.save(whole(part(3)), tmp_path / "w.pt")).part) is part
+
+
+@pytest.mark.parametrize("map_location", ["meta", torch.device("meta"), {"cpu": "meta"}])
+def test_loading_onto_the_meta_device_is_refused_saying_what_to_do(map_location, tmp_path):
+    """Found by the LOADTRAINED audit (session 39): load's docstring took "what torch.load takes", torch.load takes
+    "meta", and load refused it as an "unsupported device 'meta'" naming neither the file nor a way out (a dict
+    mapping to meta went further, into the build).  Loading on the CPU and then ``.to("meta")`` works."""
+    from hybridpgm.errors import ConfigError
+    from hybridpgm.energy import RBM
+
+    path = hybridpgm.save(RBM(10, 4).double(), tmp_path / "rbm.pt")
+    with pytest.raises(ConfigError, match=r"hybridpgm.load does not take torch's meta device \(map_location=.*\) for "
+                                          r"'.*rbm.pt': .*Load it on 'cpu' and call .to\('meta'\)"):
+        hybridpgm.load(path, map_location=map_location)
+    skeleton = hybridpgm.load(path).to("meta")
+    assert skeleton.weight.is_meta and skeleton.weight.dtype == torch.float64

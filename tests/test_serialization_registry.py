@@ -41,3 +41,19 @@ def test_positional_only_parameters_are_rebuilt_by_position(tmp_path):
     save(model, tmp_path / "m.pt")
     loaded = load(tmp_path / "m.pt")
     assert loaded.net.bias is None and torch.equal(loaded.net.weight, model.net.weight)
+
+
+def test_an_unknown_class_names_what_to_import_or_for_a_scripts_class_what_to_do():
+    """Found by the LOADTRAINED audit (session 39): a ``@serializable`` class defined in the training script
+    (``__main__.Net``) failed to load in a notebook with "registered when its module is imported before loading",
+    which cannot be done for ``__main__``."""
+    from hybridpgm.errors import CheckpointError
+    from hybridpgm.serialization_registry import _resolve
+
+    with pytest.raises(CheckpointError, match=r"'__main__.Net', which is not a registered hybridpgm class: it was "
+                                              r"defined in the script that saved the model \(__main__, .*define the "
+                                              r"same class, decorated with hybridpgm.serialization.serializable, in "
+                                              r"this program .* before loading, or move it to a module of its own"):
+        _resolve("__main__.Net")
+    with pytest.raises(CheckpointError, match=r"imported before loading: import user_models.heads\)$"):
+        _resolve("user_models.heads.Net")

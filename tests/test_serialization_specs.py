@@ -58,3 +58,23 @@ def test_a_bernoulli_likelihood_with_more_state_is_refused_naming_it(tmp_path):
                                               r"BernoulliLikelihood holding \['added loss terms'\]"):
         hybridpgm.save(gp, tmp_path / "gp.pt")
     assert not list(tmp_path.iterdir())
+
+
+def test_a_bayesian_regressor_of_a_convolutional_network_loads_with_equal_draws(tmp_path):
+    """The layers added to TORCH_LAYERS for convolutional extractors (LOADTRAINED audit, session 39) serve a
+    bayesianized network too: before, its ``Unflatten`` and ``Conv1d`` were refused ("a bayesianized network holds a
+    PyroUnflatten")."""
+    import pyro
+
+    from hybridpgm.bayesian_nn import BayesianRegressor
+
+    net = nn.Sequential(nn.Unflatten(1, (1, 6)), nn.Conv1d(1, 2, 3), nn.Flatten(), nn.Linear(8, 1))
+    model, x = BayesianRegressor(net, 10, prior_scale=0.5), torch.randn(10, 6)
+    loaded = hybridpgm.load(hybridpgm.save(model, tmp_path / "bnn.pt"))
+    traces = []
+    for m in (model, loaded):
+        pyro.set_rng_seed(0)
+        traces.append(pyro.poutine.trace(m).get_trace(x))
+    sites = [n for n, site in traces[0].nodes.items() if site["type"] == "sample"]
+    assert "net.1.weight" in sites and "y" in sites
+    assert all(torch.equal(traces[0].nodes[n]["value"], traces[1].nodes[n]["value"]) for n in sites)

@@ -27,7 +27,10 @@ uninterrupted one gives, or extends a finished one to a larger ``--epochs``
 (a run that stopped early stays stopped).  The report gives test
 RMSE (data units), negative log predictive density (nats per example, data
 units) and the coverage of the central 95% interval; ``coverage.png`` is the
-calibration plot.
+calibration plot.  The model takes and predicts standardized values: ``model.pt``'s
+metadata records the standardization (:data:`STANDARDIZATION`: ``x_loc``, ``x_scale``,
+``y_loc``, ``y_scale``), so that a loaded model predicts in data units,
+:math:`y = y_{loc} + y_{scale}\,\mu((x - x_{loc}) / x_{scale})`.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ from hybridpgm.recipes.common import (add_common_arguments, checkpoint_options, 
                                       write_evaluation)
 from hybridpgm.train.distributed import current
 
-__all__ = ["add_arguments", "evaluate", "load_regression", "run"]
+__all__ = ["STANDARDIZATION", "add_arguments", "evaluate", "load_regression", "run"]
 
 #: units of the figures of this recipe's metrics.json and evaluation.json (beside :data:`~.common.UNITS`)
 _UNITS = {
@@ -104,9 +107,18 @@ def add_arguments(parser: argparse.ArgumentParser, model: str) -> None:
     parser.add_argument("--patience", type=positive_int, default=10, help="checks without improvement to stop")
 
 
+#: the entries of a run's model.pt meta that give the standardization the model was trained on (plain floats,
+#: ``x_loc``/``x_scale`` a list per feature for ``dkl``); see docs/gaussian_processes.md
+STANDARDIZATION = ("x_loc", "x_scale", "y_loc", "y_scale")
+
+
 def load_regression(seed: int) -> dict[str, Any]:
     """scikit-learn's diabetes set, shuffled with ``seed``, standardized on the training part, in torch's default
-    dtype (the dtype the model is built in)."""
+    dtype (the dtype the model is built in).
+
+    The standardization is returned too (:data:`STANDARDIZATION`): the training part's feature means ``x_loc``
+    and standard deviations ``x_scale`` (lists of 10), the target's ``y_loc`` and ``y_scale``; the model takes
+    :math:`(x - x_{loc}) / x_{scale}` and predicts :math:`(y - y_{loc}) / y_{scale}`."""
     from sklearn.datasets import load_diabetes
 
     raw = load_diabetes()
@@ -116,10 +128,12 @@ def load_regression(seed: int) -> dict[str, Any]:
     order = torch.randperm(x.shape[0], generator=g)
     x, y = x[order], y[order]
     n_test = x.shape[0] // 4
-    x = (x - x[n_test:].mean(0)) / x[n_test:].std(0)
+    x_loc, x_scale = x[n_test:].mean(0), x[n_test:].std(0)
+    x = (x - x_loc) / x_scale
     loc, scale = y[n_test:].mean(), y[n_test:].std()
     return {"x_train": x[n_test:], "y_train": (y[n_test:] - loc) / scale, "x_test": x[:n_test],
-            "y_test": (y[:n_test] - loc) / scale, "scale": float(scale)}
+            "y_test": (y[:n_test] - loc) / scale, "scale": float(scale), "x_loc": x_loc.tolist(),
+            "x_scale": x_scale.tolist(), "y_loc": float(loc), "y_scale": float(scale)}
 
 
 def load_windows(name: str, window: int, num_test: int, min_train: int = 1) -> dict[str, Any]:
@@ -130,6 +144,9 @@ def load_windows(name: str, window: int, num_test: int, min_train: int = 1) -> d
     next value as target; the test part holds the last ``num_test`` of them, the training part the
     :math:`L - T - n_{test}` before, so :math:`n_{test} + T + m \\le L` is needed for ``min_train`` (:math:`m`)
     training windows.
+
+    The series' values are standardized by the training part's mean and standard deviation, returned as
+    ``x_loc = y_loc`` and ``x_scale = y_scale`` (:data:`STANDARDIZATION`): windows and targets alike.
 
     :param int min_train: training windows needed (``run`` asks for enough to split off its validation tail).
     :raises ConfigError: ``--num-test`` and ``--window`` leave fewer than ``min_train`` training windows,
@@ -149,7 +166,8 @@ def load_windows(name: str, window: int, num_test: int, min_train: int = 1) -> d
     z = (values - loc) / scale
     x_train, y_train = make_windows(z[: -num_test], window)
     x_test, y_test = make_windows(z[-(num_test + window):], window)
-    return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test, "scale": float(scale)}
+    return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test, "scale": float(scale),
+            "x_loc": float(loc), "x_scale": float(scale), "y_loc": float(loc), "y_scale": float(scale)}
 
 
 def _data(meta) -> dict[str, Any]:
@@ -177,7 +195,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     context = current()
     out = prepare_output(args, f"runs/{args.model}-{args.dataset}")
     meta = {"recipe": args.model, "seed": args.seed, "dataset": args.dataset,
-            "window": getattr(args, "window", None), "num_test": getattr(args, "num_test", None)}
+            **({} if args.model == "dkl" else {"window": args.window, "num_test": args.num_test})}
     if args.model == "dkl":
         data = _data(meta)
     else:
@@ -215,7 +233,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                              "gp": "gp loss = -log marginal likelihood per example",
                              "network": "network loss (same quantity)"})
     plot_coverage(data["y_test"], pred.mean, pred.stddev, out / "coverage.png", title="test interval calibration")
-    save_model(model, out, args, **{k: v for k, v in meta.items() if k not in ("recipe", "seed", "dataset")})
+    save_model(model, out, args, **{k: v for k, v in meta.items() if k not in ("recipe", "seed", "dataset")},
+               **{k: data[k] for k in STANDARDIZATION})  # to predict in data units from model.pt alone
     steps = validated.steps
     metrics = {"model": args.model, "dataset": args.dataset, "steps": steps, "best_step": validated.best_step,
                "stopped_early": validated.stopped_early, "best_validation_nll": validated.best_validation_nll,

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 import struct
+import sys
 import zipfile
 import zlib
 from pathlib import Path
@@ -210,13 +212,30 @@ def _oversized_view(state: Any, limit: int) -> str | None:
     return None
 
 
-def _load_reason(error: Exception) -> str:
-    """What went wrong, in a line, without torch's advice to load with ``weights_only=False``."""
+def _pickled_module(name: str) -> bool:
+    """Whether the global ``name`` a file names is a torch module class: one of torch's or hybridpgm's by name, or
+    a subclass of :class:`torch.nn.Module` in a module already imported (nothing a file names is imported)."""
+    if name.startswith(("torch.nn.", "hybridpgm.", "gpytorch.", "pyro.nn.")):
+        return True
+    module, _, attr = name.rpartition(".")
+    cls = getattr(sys.modules.get(module), attr, None)
+    return isinstance(cls, type) and issubclass(cls, torch.nn.Module)
+
+
+def _load_reason(error: Exception, what: str = "file") -> str:
+    """What went wrong, in a line, without torch's advice to load with ``weights_only=False`` (but for a pickled
+    module, ``torch.save(model)``'s file, whose remedy that is for a trusted file)."""
     text = str(error)
     marker = "WeightsUnpickler error:"
     if marker in text:
         detail = " ".join(text.split(marker, 1)[1].split())
         detail = detail.split(" Please use `torch.serialization", 1)[0].split(" Check the documentation", 1)[0]
+        found = re.search(r"GLOBAL (\S+) was not an allowed global", detail)
+        if found and _pickled_module(found.group(1)):
+            return (f"it is a pickled {found.group(1)} (what torch.save(model) writes), not a hybridpgm {what}, and "
+                    "loading with weights_only=True (tensors and plain data only) refuses it; only if you trust the "
+                    "file (unpickling runs code), load it with torch.load(path, weights_only=False)" + (
+                        ", then write a model file with hybridpgm.save(model, ...)" if what == "model file" else ""))
         return (f"it holds objects that loading with weights_only=True (tensors and plain data only) refuses "
                 f"({detail.strip() or type(error).__name__}); it was not written by hybridpgm")
     first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
@@ -313,7 +332,7 @@ def read_torch_file(path: str | os.PathLike, what: str, map_location: Any = "cpu
             elif "zip archive" in str(error) or not zipfile.is_zipfile(path):
                 reason = _zip_reason(path, size)
             else:
-                reason = _load_reason(error)
+                reason = _load_reason(error, what)
         except OSError as os_error:
             reason = os_reason(os_error)
         raise CheckpointError(f"cannot read {what} {str(path)!r}: {reason}") from error

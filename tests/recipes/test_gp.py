@@ -134,3 +134,45 @@ def test_gp_lstm_num_test_leaving_no_training_window_is_one_line_naming_it(num_t
         load_windows("nile", window, max(num_test, 98))
     data = load_windows("nile", window, 97)  # the largest --num-test: one training window
     assert data["x_train"].shape[0] == 1 and data["x_test"].shape[0] == 97
+
+
+@pytest.mark.parametrize("model,args", [("dkl", ["--hidden", "4"]),
+                                        ("gp-lstm", ["--hidden", "4", "--window", "6", "--dataset", "nile"])])
+def test_model_file_records_the_standardization_to_predict_in_data_units(model, args, tmp_path):
+    """Found by the LOADTRAINED audit (session 39): model.pt held no record of the standardization, so a model
+    loaded in a notebook answered in standardized units with no way back from the file; dkl's meta carried
+    ``window: None, num_test: None``."""
+    from hybridpgm.data import load_series, make_windows
+    from hybridpgm.recipes.gp import STANDARDIZATION, load_regression, load_windows
+    from hybridpgm.serialization import load_model
+
+    out = tmp_path / model
+    assert main(["train", model, "--epochs", "1", "--out", str(out), "--no-progress", "--device", "cpu", *args]) == 0
+    saved = load_model(out / "model.pt")
+    m = saved.meta
+    assert set(STANDARDIZATION) <= set(m)
+    if model == "dkl":
+        from sklearn.datasets import load_diabetes
+
+        assert "window" not in m and "num_test" not in m
+        raw = load_diabetes()
+        data = load_regression(m["seed"])
+        order = torch.randperm(len(raw.target), generator=torch.Generator().manual_seed(m["seed"]))
+        test = order[: len(raw.target) // 4]
+        x_raw = torch.as_tensor(raw.data, dtype=torch.float32)[test]
+        y_raw = torch.as_tensor(raw.target, dtype=torch.float32)[test]
+        assert len(m["x_loc"]) == len(m["x_scale"]) == 10
+    else:
+        data = load_windows("nile", 6, m["num_test"])
+        values = load_series("nile").values.to(torch.float32)
+        x_raw, y_raw = make_windows(values[-(m["num_test"] + 6):], 6)
+        assert m["x_loc"] == m["y_loc"] and m["x_scale"] == m["y_scale"]
+    # the file alone gives the model's inputs from raw data, bitwise as the recipe made them
+    x = (x_raw - torch.tensor(m["x_loc"])) / torch.tensor(m["x_scale"])
+    assert torch.equal(x, data["x_test"])
+    assert torch.allclose((y_raw - m["y_loc"]) / m["y_scale"], data["y_test"], rtol=0, atol=1e-5)
+    with torch.no_grad():
+        pred = saved.module.predict(x)
+    rmse = float(((m["y_loc"] + m["y_scale"] * pred.mean - y_raw) ** 2).mean().sqrt())
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert rmse == pytest.approx(metrics["test_rmse"], rel=1e-4)  # the report's RMSE is in data units

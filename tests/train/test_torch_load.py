@@ -66,6 +66,29 @@ def test_a_file_of_objects_is_refused_without_advising_weights_only_false(tmp_pa
         assert "weights_only=False" not in message and "`False`" not in message and "\n" not in message
 
 
+class _UsersNet(torch.nn.Module):  # a module class of the user's, pickled by torch.save(model)
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(2, 1)
+
+
+@pytest.mark.parametrize("model", [VAE(6, 2, [4]), _UsersNet(), torch.nn.Linear(2, 1)])
+def test_a_pickled_model_is_named_with_the_remedy_for_a_trusted_file(model, tmp_path):
+    """Found by the LOADTRAINED audit (session 39): ``hybridpgm.load`` of a ``torch.save(model)`` file said "it was
+    not written by hybridpgm" (a pickled hybridpgm model is), naming no way to read it."""
+    path = tmp_path / "pickled.pt"
+    torch.save(model, path)
+    name = f"{type(model).__module__}.{type(model).__qualname__}"
+    for read, what, tail in ((hybridpgm.load, "model file", r", then write a model file with hybridpgm.save"),
+                             (load_checkpoint, "checkpoint", "$")):
+        with pytest.raises(CheckpointError, match=rf"cannot read {what} '.*pickled.pt': it is a pickled "
+                                                  rf"{name} \(what torch.save\(model\) writes\), not a hybridpgm "
+                                                  rf"{what}, .*only if you trust the file \(unpickling runs code\), "
+                                                  rf"load it with torch.load\(path, weights_only=False\){tail}"):
+            read(path)
+    assert isinstance(torch.load(path, weights_only=False), type(model))  # the remedy works
+
+
 def _member_data_offset(data: bytes, info: zipfile.ZipInfo) -> int:
     """Where the bytes of ``info`` start in ``data`` (after its local header, whose extra field torch pads)."""
     name_length, extra_length = struct.unpack("<HH", data[info.header_offset + 26: info.header_offset + 30])
