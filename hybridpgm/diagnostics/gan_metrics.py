@@ -273,14 +273,14 @@ def target_accuracy(predict: Callable[[torch.Tensor], torch.Tensor], x: torch.Te
 
     :param predict: maps ``x`` to integer labels ``batch`` or to logits ``batch x C`` with ``C >= 2`` (the label
         is their argmax).  A binary classifier's one logit per sample (``nn.Linear(h, 1)``: ``batch x 1``, or
-        squeezed to floats ``batch``) is refused, not read: the argmax of one column is always 0, and floats are no
-        labels.  Give it as labels, ``(logit > 0).long()``, or as two logits,
+        squeezed to floats ``batch``) is refused, not read: the argmax of one column is always 0, and floats that are
+        not whole numbers are no labels (whole-number floats are read as labels).  Give it as labels, ``(logit > 0).long()``, or as two logits,
         ``torch.stack([torch.zeros_like(logit), logit], -1)``.
     :param x: the target-domain inputs, ``batch x ...``, given to ``predict`` in one call.
     :param y: the target-domain labels, ``batch`` ints: a tensor or an array-like (a NumPy array), read as
         :func:`clustering_accuracy` reads them.
     :raises DataError: when the predictions do not give one label per entry of ``y``, or there is none, or ``y``
-        is not numbers, or the predictions are one logit per sample (``batch x 1``) or floating labels.
+        is not numbers, or the predictions are one logit per sample (``batch x 1``) or floats that are not whole numbers.
     """
     y = _as_tensor(y, "target_accuracy labels y")
     with _evaluating(predict):
@@ -290,7 +290,8 @@ def target_accuracy(predict: Callable[[torch.Tensor], torch.Tensor], x: torch.Te
     if out.dim() == 2 and out.shape[-1] == 1:  # argmax over one column: always class 0
         raise DataError(f"target_accuracy predict returned logits of shape {tuple(out.shape)}, one class: if this is "
                         f"{binary}")
-    if out.dim() == 1 and (out.is_floating_point() or out.is_complex()):  # no labels: compared with y, never equal
+    if out.dim() == 1 and (out.is_complex() or out.is_floating_point() and not bool((out == out.round()).all())):
+        # no labels (squeezed logits): compared with y, never equal; whole-number floats are labels (argmax().float())
         raise DataError(f"target_accuracy predict returned labels of dtype {out.dtype} (shape {tuple(out.shape)}): "
                         f"labels must be integers; if these are {binary}")
     labels = out.argmax(-1) if out.dim() == 2 else out

@@ -81,14 +81,14 @@ class LinearChainCRF(CRFSupport, CRFMarginals, Distribution, TorchDistributionMi
     :param torch.Tensor lengths: optional ``batch_shape`` long, each in ``0..T`` (any integer dtype; a floating,
         complex or bool tensor raises :class:`~hybridpgm.errors.ModelSpecError`, with validation off too), on
         any device (it is copied to ``unary``'s: CPU lengths, as ``pack_padded_sequence`` wants them, are fine);
-        one per sequence: a shape that would enlarge ``unary``'s batch (a column ``[B, 1]``) is refused.
+        one per sequence: a shape that would enlarge the potentials' batch (a column ``[B, 1]``) is refused.
     :param validate_args: validation on (``True``) or off (``False``); ``None`` follows torch's global setting
         (:meth:`torch.distributions.Distribution.set_default_validate_args`), as every torch distribution.  With
         it on, the potentials and ``lengths`` are checked at construction and values at :meth:`log_prob` (whose
         label-range check runs with it off too, where values can be read, deferred to :func:`hybridpgm.fit`'s
         one host read per step).
     :raises ModelSpecError: a potential of a dtype that is not floating point (bool, integer, complex), naming it
-        and its dtype; lengths of a non-integer dtype, or of a shape enlarging ``unary``'s batch; (with validation
+        and its dtype; lengths of a non-integer dtype, or of a shape enlarging the potentials' batch; (with validation
         on) NaN or +inf in ``transition``, ``start``, ``end`` or in ``unary`` within a sequence's length, naming
         the index; a length outside ``0..T``, naming the first and its index.
     :raises DeviceError: ``transition``, ``start`` or ``end`` on another device than ``unary`` (a

@@ -73,11 +73,11 @@ def checked_arguments(unary, transition, start, end, lengths, validate: bool):
         if t.device != unary.device:  # else torch's error from inside the recursions (or .item() on meta)
             raise DeviceError(f"LinearChainCRF: {name} is on device {t.device}, unary on device {unary.device}; "
                               f"put the potentials on one device (a CRFHead: head.to({str(unary.device)!r}))")
-    lengths = lengths_tensor(lengths, unary.shape[:-2], T, unary.device, "LinearChainCRF", ModelSpecError,
-                             lowest=0)
-    try:
+    try:  # one length per CRF of the potentials' batch (one unary under a batch of transitions too)
         batch_shape = torch.broadcast_shapes(unary.shape[:-2], transition.shape[:-2], start.shape[:-1],
-                                             end.shape[:-1], lengths.shape)
+                                             end.shape[:-1])
+        lengths = lengths_tensor(lengths, batch_shape, T, unary.device, "LinearChainCRF", ModelSpecError, lowest=0)
+        batch_shape = torch.broadcast_shapes(batch_shape, lengths.shape)
     except RuntimeError as e:
         raise ModelSpecError("LinearChainCRF: batch shapes of unary, transition, start, end, lengths "
                              "do not broadcast") from e

@@ -157,5 +157,5 @@ def refuse_joint_weights(scope: contextlib.AbstractContextManager, objective: st
         "the importance weights of the bound are taken over the whole batch (global and local latents jointly), "
         f"and the bound of a batch is no sum of the bounds of its parts: fit's micro-batch (share {scope.share:g} "
         "of the update, accumulate > 1 or several ranks) cannot train the bound of the unsplit batch.  Use "
-        "accumulate=1 on one process, or an ELBO that splits over the rows (Trace_ELBO; IWAE(num_particles=1) "
-        "is that ELBO)")
+        "accumulate=1 on one process, or an ELBO that splits over the rows (Trace_ELBO, the bound "
+        "IWAE(num_particles=1) computes)")

@@ -134,3 +134,14 @@ def test_train_classifier_reads_array_likes_as_tensors():
         assert all(torch.equal(got[k], want[k]) for k in want)
     with pytest.raises(DataError, match="train_classifier labels y must be a tensor or an array of numbers"):
         train_classifier(x, ["a"] * 20, **kwargs)
+
+
+def test_target_accuracy_reads_whole_number_floats_as_labels():
+    """Review A (session 39): the one-logit refusal must not refuse labels given as floats (``logits.argmax(-1)
+    .float()``, labels from a float tensor), which scored right before it; floats that are not whole numbers are
+    still refused."""
+    y = torch.tensor([0, 1, 2, 1])
+    assert target_accuracy(lambda v: v.float(), y, y) == 1.0
+    assert target_accuracy(lambda v: torch.tensor([0.0, 1.0, 0.0, 1.0]), y, y) == 0.75
+    with pytest.raises(DataError, match=r"labels of dtype torch\.float32"):
+        target_accuracy(lambda v: v.float() + 0.5, y, y)
