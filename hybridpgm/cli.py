@@ -40,14 +40,13 @@ warnings to the caller's settings (recorded by ``pytest.warns``).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import json
 import shlex
 import sys
-import warnings
 from pathlib import Path
 
+from hybridpgm.cli_lines import out_of_memory_line, outside_fit_line, package_warnings_as_lines
 from hybridpgm.errors import HybridPGMError, HybridPGMWarning, TrainingInterrupted
 
 __all__ = ["build_parser", "main", "version_line"]
@@ -287,59 +286,28 @@ def _check_data_root(args: argparse.Namespace) -> None:
                           f"--data-root applies to {', '.join(READ_FROM_DISK)}")
 
 
-#: what allocators say when an allocation fails (torch's CPU and CUDA allocators, the OS), in lower case
-_OUT_OF_MEMORY = ("can't allocate memory", "cannot allocate memory", "not enough memory", "out of memory",
-                  "defaultcpuallocator")
-
-
-def _out_of_memory(error: BaseException) -> str | None:
-    """The first line of ``error``'s message if it says an allocation failed (:class:`torch.OutOfMemoryError`,
-    Python's :class:`MemoryError`, or a :class:`RuntimeError` of torch's CPU allocator), else ``None``: any
-    other error is a bug to show in full, not to turn into one line."""
-    import torch
-
-    text = str(error).strip()
-    first = text.splitlines()[0].strip() if text else type(error).__name__
-    if isinstance(error, (getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError), MemoryError)):
-        return first
-    if isinstance(error, RuntimeError) and any(marker in text.lower() for marker in _OUT_OF_MEMORY):
-        return first
-    return None
-
-
-@contextlib.contextmanager
-def _package_warnings_as_lines(entry_point: bool):
-    """Show each package warning (:class:`~hybridpgm.errors.HybridPGMWarning`) let through by the warning filters
-    as one line ``hybridpgm: warning: <message>`` on standard error, other libraries' warnings as before, where
-    :func:`main` is the process's command (``argv`` not given): only ``warnings.showwarning`` is replaced, and put
-    back on exit (the filters, which libraries imported during the run may extend, are left alone).  :func:`main`
-    called with its arguments (a test, a notebook) changes nothing: its warnings are recorded and shown as the
-    caller's settings say.
-
-    :param entry_point: whether :func:`main` runs as the command."""
-    if not entry_point:
-        yield
-        return
-    shown = warnings.showwarning
-
-    def show(message, category, filename, lineno, file=None, line=None):
-        if issubclass(category, HybridPGMWarning):
-            print(f"hybridpgm: warning: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
-        else:
-            shown(message, category, filename, lineno, file, line)
-
-    warnings.showwarning = show
-    try:
-        yield
-    finally:
-        if warnings.showwarning is show:
-            warnings.showwarning = shown
-
-
 def main(argv: list[str] | None = None) -> int:
+    """The command: its exit status (0; 2 for an error the user can fix; 128 + the signal number after SIGTERM
+    or SIGINT, also a Ctrl-C before ``fit`` handles signals, which is one line rather than a traceback)."""
+    parsed: list[argparse.Namespace] = []
+    try:
+        return _main(argv, parsed)
+    except KeyboardInterrupt:  # fit's TrainingInterrupted is handled in _main: this one came outside fit
+        import signal
+
+        if parsed:
+            from hybridpgm.recipes import common
+
+            common.remove_output_left_empty(parsed[0])
+        print(outside_fit_line(parsed[0] if parsed else None), file=sys.stderr)
+        return 128 + signal.SIGINT
+
+
+def _main(argv: list[str] | None, parsed: list[argparse.Namespace]) -> int:
     from hybridpgm.recipes import common
 
     args = build_parser().parse_args(argv)
+    parsed.append(args)
     common.COMMAND = "hybridpgm " + shlex.join(sys.argv[1:] if argv is None else argv)
     if args.command == "list":
         _list()
@@ -347,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     from hybridpgm.recipes import RECIPES
 
     try:
-        with _package_warnings_as_lines(argv is None):
+        with package_warnings_as_lines(argv is None):
             if args.command == "train":
                 _check_data_root(args)
                 metrics = RECIPES[args.model][0].run(args)
@@ -363,10 +331,13 @@ def main(argv: list[str] | None = None) -> int:
         if stop.step is None:
             print(f"hybridpgm: {' '.join(str(stop).split())}", file=sys.stderr)
         else:
-            print("hybridpgm: interrupted; run the same command with --resume to continue", file=sys.stderr)
+            again = ("run the same command to continue" if getattr(args, "resume", None) else  # it resumes
+                     "run the same command with --resume to continue (a job script a scheduler requeues: "
+                     "--resume auto, which also starts a run)")
+            print(f"hybridpgm: interrupted; {again}", file=sys.stderr)
         return stop.exit_code
     except (RuntimeError, MemoryError) as error:  # a size too large to allocate (--hidden, --num-samples ...)
-        first = _out_of_memory(error)
+        first = out_of_memory_line(error)
         if first is None:
             raise
         common.remove_output_left_empty(args)

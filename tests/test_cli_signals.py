@@ -58,3 +58,33 @@ def test_a_signal_to_the_cli_saves_the_step_reached_and_resume_is_bit_identical(
     a = hybridpgm.load(out / "model.pt").state_dict()
     b = hybridpgm.load(tmp_path / "whole" / "model.pt").state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow  # three training processes
+def test_a_requeued_job_continues_with_the_same_command_line(tmp_path):
+    """A scheduler's requeue (SLURM ``--requeue``, a Kubernetes Job's restart) runs the same command again.
+    Before, no command did both: without ``--resume`` the requeue was refused (exit 2, the checkpoint exists),
+    and the interruption line told the user to change the command."""
+    out = tmp_path / "run"
+    job = [*TINY, "--out", str(out), "--resume", "auto"]
+    proc = _cli(job)
+    checkpoint = out / "checkpoint.pt"
+    deadline = time.monotonic() + 300
+    while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()[1]
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 143, err
+    assert err.strip().splitlines()[-1] == "hybridpgm: interrupted; run the same command to continue"
+    step = load_checkpoint(checkpoint)["step"]
+    requeued = _cli(job)  # the same argv
+    _, err = requeued.communicate(timeout=300)
+    assert requeued.returncode == 0, err
+    assert f"at step {step}" in err
+    whole = _cli([*TINY, "--out", str(tmp_path / "whole")])
+    _, err = whole.communicate(timeout=300)
+    assert whole.returncode == 0, err
+    a = hybridpgm.load(out / "model.pt").state_dict()
+    b = hybridpgm.load(tmp_path / "whole" / "model.pt").state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

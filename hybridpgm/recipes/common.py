@@ -10,7 +10,8 @@ Every recipe writes the same run folder::
 Arguments are checked before anything runs: a bad number, a missing
 ``--data-root``, a device this machine lacks, an output path that cannot be a
 folder, or a checkpoint state that does not match ``--resume``/``--overwrite``
-is a one-line ``hybridpgm: error: ...`` and exit status 2.
+is a one-line ``hybridpgm: error: ...`` and exit status 2 (:mod:`hybridpgm.recipes.run_folder`: the folder and
+the checkpoint flags, ``--resume auto`` for a job a scheduler requeues).
 
 Every recipe passes its *run configuration* (:func:`recipe_config`: the
 options that shape its model, objective and data) to :func:`hybridpgm.fit`'s
@@ -35,9 +36,10 @@ from typing import Any
 
 import torch
 
-from hybridpgm.errors import ConfigError
+from hybridpgm.recipes.run_folder import (add_checkpoint_arguments, checkpoint_options, prepare_output,
+                                         remove_output_left_empty)
 from hybridpgm.train import FitResult, fit
-from hybridpgm.train.atomic_write import make_writable_folder, write_text_atomically
+from hybridpgm.train.atomic_write import write_text_atomically
 from hybridpgm.train.distributed import current
 from hybridpgm.train.fit_options import SEED_BOUND
 
@@ -172,66 +174,9 @@ def add_common_arguments(parser: argparse.ArgumentParser, model: str, *, epochs:
                         help="mixed precision (default: full fp32)")
     parser.add_argument("--seed", type=seed_int, default=0, help="random seed, in [0, 2**32 - 1] (default 0)")
     parser.add_argument("--out", default=None, help="output folder (default runs/<model>-<dataset>)")
-    resume = parser.add_mutually_exclusive_group()
-    resume.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out (must exist)")
-    resume.add_argument("--overwrite", action="store_true",
-                        help="start afresh, replacing the checkpoint in --out (without it an existing one is an error)")
-    parser.add_argument("--override-hyperparameters", action="store_true",
-                        help="with --resume: continue although the learning rate, batch size, ... differ from the "
-                             "checkpoint's (the requested ones apply); without it such a resume is refused")
+    add_checkpoint_arguments(parser)
     parser.add_argument("--checkpoint-every", type=positive_int, default=100, help="steps between checkpoints")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-
-
-def prepare_output(args: argparse.Namespace, default: str, first_checkpoint: str = "checkpoint.pt") -> Path:
-    """Check and create the run folder before any data is loaded or trained.
-
-    ``first_checkpoint`` is the checkpoint a run writes first (a staged run's
-    first stage): ``--resume`` needs it, and without ``--resume`` or
-    ``--overwrite`` its presence refuses the run.
-
-    :raises ConfigError: the path is empty, is a file or lies under one, cannot be
-        created or written, ``--override-hyperparameters`` comes without ``--resume``,
-        ``--resume`` finds no checkpoint, or a checkpoint (``checkpoint.pt`` or any
-        ``checkpoint-stage<i>.pt``) exists and neither ``--resume`` nor ``--overwrite`` was given.
-    """
-    if args.out is not None and not str(args.out).strip():
-        raise ConfigError(f"--out {args.out!r} is empty; give an output folder, or leave --out out for {default!r}")
-    out = Path(args.out or default)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {str(out)!r} is an existing file, not a folder")
-    for parent in out.parents:
-        if parent.exists() and not parent.is_dir():
-            raise ConfigError(f"--out {str(out)!r} lies under {str(parent)!r}, which is a file")
-    if getattr(args, "override_hyperparameters", False) and not getattr(args, "resume", False):
-        raise ConfigError("--override-hyperparameters applies only with --resume (a fresh run has no checkpoint "
-                          "whose hyperparameters it could override)")
-    checkpoint = out / first_checkpoint
-    if getattr(args, "resume", False) and not checkpoint.is_file():
-        raise ConfigError(f"--resume: no checkpoint to resume from at {str(checkpoint)!r}")
-    if not (getattr(args, "resume", False) or getattr(args, "overwrite", False)) and out.is_dir():
-        # any checkpoint of a run, also a staged run's later stage (a DBN with another number of layers), is
-        # refused before anything trains, not when its stage is reached
-        for existing in [checkpoint, out / "checkpoint.pt", *sorted(out.glob("checkpoint-stage*.pt"))]:
-            if existing.exists():
-                raise ConfigError(f"{str(existing)!r} exists; pass --resume to continue it or --overwrite to "
-                                  "replace it")
-    args.created_output = [p for p in (out, *out.parents) if not p.exists()]  # deepest first, for a failed run
-    try:
-        make_writable_folder(out)  # created, and a file written there and removed at once
-    except OSError as error:
-        raise ConfigError(f"--out {str(out)!r} cannot be created or written: {error.strerror or error}") from None
-    return out
-
-
-def remove_output_left_empty(args: argparse.Namespace) -> None:
-    """Remove the folders :func:`prepare_output` created for a run that failed before writing into them (a
-    folder that holds anything stays)."""
-    for folder in getattr(args, "created_output", ()):
-        try:
-            folder.rmdir()
-        except OSError:  # not empty (or gone): it and its parents stay
-            return
 
 
 def _cpu_model() -> str | None:
@@ -322,7 +267,7 @@ def throughput(result: FitResult, num_examples: int, batch_size: int, steps_befo
 NOT_RUN_CONFIG = frozenset({
     "command", "epochs", "batch_size", "accumulate", "lr", "momentum", "weight_decay", "precision", "seed",
     "device", "out", "resume", "overwrite", "override_hyperparameters", "checkpoint_every", "no_progress",
-    "data_root", "created_output"})
+    "data_root", "created_output", "run_folder"})
 
 
 def recipe_config(args: argparse.Namespace, reporting: tuple[str, ...] = (), **used: Any) -> dict[str, Any]:
@@ -341,29 +286,12 @@ def recipe_config(args: argparse.Namespace, reporting: tuple[str, ...] = (), **u
             if key not in NOT_RUN_CONFIG and key not in reporting}
 
 
-def checkpoint_options(args: argparse.Namespace, out: Path, name: str = "checkpoint.pt",
-                       require: bool = True, *, config: dict[str, Any]) -> tuple[dict[str, Any], int]:
-    """The checkpoint arguments of :func:`hybridpgm.fit` for the common flags (``out/<name>``:
-    continued under ``--resume`` -- with ``resume="require"``, or, with ``require=False``, from the
-    checkpoint when there is one --, replaced under ``--overwrite``, otherwise never replaced) and the
-    recipe's run configuration ``config`` (:func:`recipe_config`, compared on resume), and the steps the
-    checkpoint already holds (0 for a fresh run)."""
-    from hybridpgm.train.checkpoint import load_checkpoint
-
-    checkpoint = out / name
-    steps_before = int(load_checkpoint(checkpoint)["step"]) if args.resume and checkpoint.exists() else 0
-    resume = ("require" if require else True) if args.resume else "never"
-    return {"checkpoint": checkpoint, "checkpoint_every": args.checkpoint_every, "resume": resume,
-            "overwrite": args.overwrite, "override_hyperparameters": args.override_hyperparameters,
-            "config": config}, steps_before
-
-
 def train(objective: Any, data: Any, args: argparse.Namespace, out: Path, optim: Any = None,
           callbacks: tuple = (), require_checkpoint: bool = True, *, config: dict[str, Any],
           **fit_kwargs: Any) -> tuple[FitResult, float, float]:
     """Run :func:`hybridpgm.fit` with the common flags and the recipe's run configuration ``config``
     (:func:`recipe_config`), checkpointing to
-    ``out/checkpoint.pt``: continued under ``--resume`` (``resume="require"``;
+    ``out/checkpoint.pt``: continued under ``--resume`` (``resume="require"``; ``"auto"`` under ``--resume auto``;
     a checkpoint of another model, other hyperparameters or another ``config`` is refused unless
     ``--override-hyperparameters``; with ``require_checkpoint=False`` a run
     whose earlier stages were preempted starts this one afresh), replaced under

@@ -30,7 +30,7 @@ units) and the coverage of the central 95% interval; ``coverage.png`` is the
 calibration plot.  The model takes and predicts standardized values: ``model.pt``'s
 metadata records the standardization (:data:`STANDARDIZATION`: ``x_loc``, ``x_scale``,
 ``y_loc``, ``y_scale``), so that a loaded model predicts in data units,
-:math:`y = y_{loc} + y_{scale}\,\mu((x - x_{loc}) / x_{scale})`.
+:math:`y = y_{loc} + y_{scale} \\mu((x - x_{loc}) / x_{scale})`.
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ from hybridpgm.train.callers_context import check_callers_context
 from hybridpgm.train.checkpoint import set_rng_state
 from hybridpgm.train.data_inputs import as_dataset, check_shards
 from hybridpgm.train.distributed_checks import DATA_KEY, data_fingerprint, rank_device, refuse_sparse_gradients
+from hybridpgm.train.checkpoint_lock import checkpoint_lock
 from hybridpgm.train.fit_end import _clear_gradients, fit_outcome
 from hybridpgm.train.fit_options import (
     callback_list,
@@ -290,6 +291,7 @@ def fit(
             "players": {p: sum(x.numel() for x in pl.params) for p, pl in players.items()},
         })
 
+        on_exit.enter_context(checkpoint_lock(checkpoint, context))  # one run per checkpoint, until fit ends
         origin = begin_run(checkpoint, mode=mode, overwrite=overwrite,  # afresh, or from the checkpoint
                            override_hyperparameters=override_hyperparameters, seed=seed, context=context,
                            device=device, dataset=dataset, module=module, objective=objective, players=players,

@@ -6,6 +6,7 @@ import os
 import stat
 
 import pytest
+import torch
 
 import hybridpgm
 from hybridpgm import fit
@@ -256,3 +257,44 @@ def test_a_full_disk_in_an_except_keyboardinterrupt_block_is_reported_as_the_dis
     except KeyboardInterrupt:
         with pytest.raises(CheckpointError, match="ENOSPC"):
             write_atomically(target, {}, "model file", save=full_disk)
+
+
+def test_the_folder_is_synced_after_the_rename(tmp_path, monkeypatch):
+    """Before, only the temporary file was fsynced: the rename lived in the page cache, so a node crash or a
+    power loss could bring the previous checkpoint back.  Now the folder is fsynced once the new file is in
+    place (POSIX)."""
+    pytest.importorskip("fcntl")  # POSIX: a folder opens with O_DIRECTORY
+    target = tmp_path / "ckpt.pt"
+    write_atomically(target, {"step": 1}, "checkpoint")
+    synced = []
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        info = os.fstat(fd)
+        folder = stat.S_ISDIR(info.st_mode) and info.st_ino == os.stat(tmp_path).st_ino
+        synced.append(("folder", torch.load(target)["step"]) if folder else ("file", None))
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    write_atomically(target, {"step": 2}, "checkpoint")
+    assert synced == [("file", None), ("folder", 2)]  # the file's bytes, then the folder once it names them
+
+
+def test_a_folder_fsync_the_file_system_cannot_do_is_skipped_and_another_error_is_a_checkpoint_error(
+        tmp_path, monkeypatch):
+    pytest.importorskip("fcntl")
+    target = tmp_path / "ckpt.pt"
+    real_fsync = os.fsync
+    answer = {"errno": errno.EINVAL}
+
+    def fsync(fd):
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise OSError(answer["errno"], os.strerror(answer["errno"]))
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    write_atomically(target, {"step": 1}, "checkpoint")  # EINVAL: a file system that cannot, written as before
+    assert torch.load(target)["step"] == 1
+    answer["errno"] = errno.EIO  # the disk lost the write: the caller hears of it
+    with pytest.raises(CheckpointError, match="ckpt.pt"):
+        write_atomically(target, {"step": 2}, "checkpoint")
