@@ -273,14 +273,15 @@ def target_accuracy(predict: Callable[[torch.Tensor], torch.Tensor], x: torch.Te
 
     :param predict: maps ``x`` to integer labels ``batch`` or to logits ``batch x C`` with ``C >= 2`` (the label
         is their argmax).  A binary classifier's one logit per sample (``nn.Linear(h, 1)``: ``batch x 1``, or
-        squeezed to floats ``batch``) is refused, not read: the argmax of one column is always 0, and floats that are
-        not whole numbers are no labels (whole-number floats are read as labels).  Give it as labels, ``(logit > 0).long()``, or as two logits,
-        ``torch.stack([torch.zeros_like(logit), logit], -1)``.
+        squeezed to floats ``batch``) is refused, not read: the argmax of one column is always 0, and floats that
+        are not whole numbers are no labels (whole-number floats are read as labels).  Give it as labels,
+        ``(logit > 0).long()``, or as two logits, ``torch.stack([torch.zeros_like(logit), logit], -1)``.
     :param x: the target-domain inputs, ``batch x ...``, given to ``predict`` in one call.
     :param y: the target-domain labels, ``batch`` ints: a tensor or an array-like (a NumPy array), read as
         :func:`clustering_accuracy` reads them.
     :raises DataError: when the predictions do not give one label per entry of ``y``, or there is none, or ``y``
-        is not numbers, or the predictions are one logit per sample (``batch x 1``) or floats that are not whole numbers.
+        is not numbers, or the predictions are one logit per sample (``batch x 1``) or floats that are not whole
+        numbers.
     """
     y = _as_tensor(y, "target_accuracy labels y")
     with _evaluating(predict):
