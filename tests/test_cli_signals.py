@@ -52,12 +52,7 @@ def test_a_signal_to_the_cli_saves_the_step_reached_and_resume_is_bit_identical(
     _, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err
     assert f"at step {step}" in err  # resuming says so
-    whole = _cli([*TINY, "--out", str(tmp_path / "whole")])
-    _, err = whole.communicate(timeout=300)
-    assert whole.returncode == 0, err
-    a = hybridpgm.load(out / "model.pt").state_dict()
-    b = hybridpgm.load(tmp_path / "whole" / "model.pt").state_dict()
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    _assert_equals_an_uninterrupted_run(out, tmp_path / "whole")
 
 
 @pytest.mark.slow  # three training processes
@@ -82,9 +77,15 @@ def test_a_requeued_job_continues_with_the_same_command_line(tmp_path):
     _, err = requeued.communicate(timeout=300)
     assert requeued.returncode == 0, err
     assert f"at step {step}" in err
-    whole = _cli([*TINY, "--out", str(tmp_path / "whole")])
+    _assert_equals_an_uninterrupted_run(out, tmp_path / "whole")
+
+
+def _assert_equals_an_uninterrupted_run(out, whole_out):
+    """The model the interrupted-and-continued run in ``out`` wrote equals, bit for bit, the one of a run of the
+    same command without interruption (written to ``whole_out``)."""
+    whole = _cli([*TINY, "--out", str(whole_out)])
     _, err = whole.communicate(timeout=300)
     assert whole.returncode == 0, err
     a = hybridpgm.load(out / "model.pt").state_dict()
-    b = hybridpgm.load(tmp_path / "whole" / "model.pt").state_dict()
+    b = hybridpgm.load(whole_out / "model.pt").state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
