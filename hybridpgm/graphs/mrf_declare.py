@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import itertools
+import re
 import weakref
 
 import numpy as np
@@ -177,8 +178,11 @@ def call_potential(name: str, mod: nn.Module, context):
 def _called(name: str, mod: nn.Module, context):
     """:func:`call_potential` but for torch's refusal of one row under batch norm.  A NumPy array or a pandas
     object is read as a tensor first (:func:`~hybridpgm.checks.torch_readable`), then follows the dtype rule as a
-    tensor does; any other context (a dict or tuple for a network of several inputs, a list) is passed as it is,
-    and a ``TypeError`` of the network on it is named (:class:`~hybridpgm.errors.DataError`)."""
+    tensor does; any other context (a dict or tuple for a network of several inputs, a list) is passed as it is.
+    A ``TypeError`` of the network that names the context's type (torch's "must be Tensor, not list") is a
+    :class:`~hybridpgm.errors.DataError` naming the factor, which advises ``torch.as_tensor(context)`` only where
+    that reads the context (numbers, not a dict or a tuple of tensors); any other ``TypeError`` is the network's
+    own (a dict context it takes, with a bad entry) and is raised as it is, a note naming the factor added."""
     what = f"MarkovNet: the neural potential of factor {name!r}"
     if isinstance(context, np.ndarray) or callable(getattr(context, "to_numpy", None)):  # NumPy, pandas
         try:
@@ -189,9 +193,24 @@ def _called(name: str, mod: nn.Module, context):
         try:
             return mod(context)
         except TypeError as e:
-            raise DataError(f"{what} fails on a context of type {type(context).__name__} ({e}); pass a tensor: "
-                            f"torch.as_tensor(context)") from e
+            kind = type(context).__name__
+            if not re.search(rf"\b{re.escape(kind)}\b", str(e)):  # the network's own error, on a context it takes
+                if hasattr(e, "add_note"):  # Python 3.11+
+                    e.add_note(f"{what}, called on a context of type {kind}")
+                raise
+            fix = ("pass a tensor: torch.as_tensor(context)" if _tensor_readable(context) else
+                   f"pass the network the input it takes (a {kind} is passed to it as it is)")
+            raise DataError(f"{what} fails on a context of type {kind} ({e}); {fix}") from e
     return call_in_dtype(mod, context, what=f"MarkovNet: the neural potential of factor {name!r}", arg="a context")
+
+
+def _tensor_readable(context) -> bool:
+    """Whether ``torch.as_tensor(context)`` reads ``context`` (nested lists of numbers), the advice given."""
+    try:
+        torch.as_tensor(context)
+    except (TypeError, ValueError, RuntimeError):
+        return False
+    return True
 
 
 def call_in_dtype(mod: nn.Module, x: torch.Tensor, *rest, what: str, arg: str):

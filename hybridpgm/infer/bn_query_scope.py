@@ -50,7 +50,10 @@ def refuse_vmap(name: str, error: Exception | None = None) -> None:
     """Raise :class:`~hybridpgm.errors.ConfigError` (from ``error``, torch's) when called under
     :func:`torch.func.vmap`.
 
-    :param str name: the query function's name (a key of :data:`QUERY_METHODS`)."""
+    :param str name: the query function's name (a key of :data:`QUERY_METHODS`).
+    :param error: torch's error, chained as the ``ConfigError``'s cause (``raise ... from error``), so that a
+        failure under a transform whose ``vmap`` batches nothing the query reads (the tangents of
+        :func:`torch.func.jacfwd`, :func:`torch.func.hessian`) still shows what torch refused."""
     if not under_vmap():
         return
     method = QUERY_METHODS.get(name, name)
@@ -62,7 +65,7 @@ def refuse_vmap(name: str, error: Exception | None = None) -> None:
         f"torch.autograd.grad of the [N] result's entries, or of its sum (the rows are independent).  A vmap "
         f"over the CPDs' weights (stacked parameters through torch.func.functional_call) is refused too: the "
         f"query's host reads (probability or log space per row, the check for evidence of probability zero) "
-        f"depend on the weights; loop over the weight sets, one query each")
+        f"depend on the weights; loop over the weight sets, one query each") from error
 
 
 def exact_query(query: _F) -> _F:

@@ -18,6 +18,7 @@ import torch
 
 from hybridpgm.infer.bn_evidence import BATCH, Evidence
 from hybridpgm.tensor_tracking import carries_tangent
+from hybridpgm.transform_scope import under_torch_func
 
 __all__ = ["factor_positions", "family_marginal", "on_factor", "read_off_operand"]
 
@@ -64,10 +65,15 @@ def family_marginal(fam: torch.Tensor, dims: tuple, q: str) -> torch.Tensor:
 def read_off_operand(tensors: list, i: int, create_graph: bool) -> torch.Tensor:
     """The tensor to differentiate :math:`Z_n` in for the operand ``tensors[i]`` a marginal is read off, which
     replaces the operand in ``tensors`` where needed: the operand itself where the answer is differentiable
-    (``create_graph``) and it requires grad; a zero leaf added to it where it carries a forward-mode tangent
-    (:func:`~hybridpgm.tensor_tracking.carries_tangent`: a detached copy would drop the tangent's share in
-    :math:`Z_n` and in its gradient, and ``requires_grad_`` is refused under :mod:`torch.func`); else a detached
-    copy that requires grad.
+    (``create_graph``) and it requires grad; else a detached copy that requires grad; but a zero leaf added to the
+    operand where it carries a forward-mode tangent (:func:`~hybridpgm.tensor_tracking.carries_tangent`: a detached
+    copy would drop the tangent's share in :math:`Z_n` and in its gradient), and where the query runs under a
+    :mod:`torch.func` transform (``grad``, ``jacrev``, ``jacfwd``, ``hessian``, ``vmap``), which refuses
+    ``requires_grad_`` on any tensor, one that depends on no transformed input too (an operand of a one-row query
+    whose CPD is not among the parameters differentiated in).
+
+    The transform is told by torch's refusal, not asked of its interpreter stack up front, so that the plain path
+    pays nothing for it.
 
     :param list tensors: the query's operands, changed in place.
     :param int i: the operand's position (:func:`factor_positions`).
@@ -77,8 +83,20 @@ def read_off_operand(tensors: list, i: int, create_graph: bool) -> torch.Tensor:
     if create_graph and t.requires_grad:
         return t
     if carries_tangent(t):
-        leaf = torch.zeros(t.shape, dtype=t.dtype, device=t.device, requires_grad=True)
-        tensors[i] = t + leaf
-        return leaf
-    tensors[i] = t.detach().requires_grad_()
+        return _zero_leaf_added(tensors, i)
+    try:
+        tensors[i] = t.detach().requires_grad_()
+    except RuntimeError:  # "requires_grad_() ... inside of a function being transformed"
+        if not under_torch_func():
+            raise
+        return _zero_leaf_added(tensors, i)
     return tensors[i]
+
+
+def _zero_leaf_added(tensors: list, i: int) -> torch.Tensor:
+    """A zero leaf that requires grad, added to ``tensors[i]`` in its place: the gradient of :math:`Z_n` in it is
+    the gradient in the operand, whose graph and tangent :math:`Z_n` keeps."""
+    t = tensors[i]
+    leaf = torch.zeros(t.shape, dtype=t.dtype, device=t.device, requires_grad=True)
+    tensors[i] = t + leaf
+    return leaf

@@ -188,3 +188,51 @@ def test_a_context_given_as_an_array_is_read_as_a_tensor_and_a_list_is_named():
         mrf.log_partition("exact", context=c.tolist())
     with pytest.raises(DataError, match=r"factor 'ab' fails on a context of dtype torch\.float64"):
         mrf.log_partition("exact", context=c.double().numpy())  # the dtype rule, as for a float64 tensor
+
+
+class _DictNet(nn.Module):
+    """A potential of a dict context ``{"x": [N, 3], "scale": float}``: ``[N, 1, 2, 2]``."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(3, 4)
+
+    def forward(self, ctx):
+        return (self.lin(ctx["x"]) * ctx["scale"]).reshape(-1, 1, 2, 2)
+
+
+def test_a_networks_own_type_error_on_a_dict_context_it_takes_is_its_own():
+    """FUNCFIX (closing note 39): a network of a dict context whose own code raised a TypeError (an entry of the
+    wrong type: ``None * tensor``, a list into its linear layer) was a DataError advising
+    ``torch.as_tensor(context)``, which cannot read a dict.  That TypeError is now raised as it is (its type and
+    message the network's), with a note naming the factor and the context's type."""
+    torch.manual_seed(0)
+    mrf = MarkovNet({"a": 2, "b": 2}).add_factor("ab", ["a", "b"], _DictNet())
+    c = torch.randn(4, 3)
+    assert torch.isfinite(mrf.log_partition("exact", context={"x": c, "scale": 2.0})).all()  # a context it takes
+    for ctx, message in (({"x": c, "scale": None}, "unsupported operand type"), ({"x": c.tolist(), "scale": 1.0},
+                                                                                 r"must be Tensor, not list")):
+        with pytest.raises(TypeError, match=message) as caught:
+            mrf.log_partition("exact", context=ctx)
+        assert type(caught.value) is TypeError and "as_tensor" not in str(caught.value)
+        assert caught.value.__notes__ == ["MarkovNet: the neural potential of factor 'ab', called on a context of "
+                                          "type dict"]
+
+
+def test_a_dict_or_tuple_context_the_network_does_not_take_is_named_without_as_tensor():
+    """A network of one tensor given a dict or a tuple (torch's "must be Tensor, not dict"): still a DataError
+    naming the factor and the type, but not advising ``torch.as_tensor``, which cannot read either; a list of
+    numbers, which it reads, keeps the advice."""
+    from hybridpgm.errors import DataError
+
+    torch.manual_seed(0)
+    mrf = MarkovNet({"a": 2, "b": 2})
+    mrf.add_factor("ab", ["a", "b"], nn.Sequential(nn.Linear(3, 4), nn.Unflatten(-1, (1, 2, 2))))
+    c = torch.randn(4, 3)
+    for ctx, kind in (({"x": c}, "dict"), ((c, c), "tuple")):
+        with pytest.raises(DataError, match=rf"factor 'ab' fails on a context of type {kind} .*not {kind}\); pass "
+                                            rf"the network the input it takes \(a {kind} is passed") as caught:
+            mrf.log_partition("exact", context=ctx)
+        assert "as_tensor" not in str(caught.value) and isinstance(caught.value.__cause__, TypeError)
+    with pytest.raises(DataError, match=r"type list .*not list\); pass a tensor: torch\.as_tensor\(context\)"):
+        mrf.log_partition("exact", context=c.tolist())

@@ -27,6 +27,16 @@ def test_vmap_over_a_query_names_it_and_says_to_pass_a_batch(method):
         torch.func.vmap(lambda x: QUERIES[method](bn, x))(ROWS)
 
 
+def test_the_refusal_chains_torchs_error():
+    """The ConfigError is raised from torch's error (its ``__cause__``), as its docstring said and the code did
+    not: under a transform whose vmap batches nothing the query reads (``jacfwd``'s tangents), a failure that is not
+    a host read at all still shows what torch refused."""
+    bn = sprinkler()
+    with pytest.raises(ConfigError) as caught:
+        torch.func.vmap(lambda x: QUERIES["posterior"](bn, x))(ROWS)
+    assert isinstance(caught.value.__cause__, RuntimeError) and "vmap" in str(caught.value.__cause__)
+
+
 def test_vmap_over_the_functions_of_exact_names_them():
     """The functions of hybridpgm.infer.exact, called directly, are refused the same way."""
     bn = sprinkler()
