@@ -25,9 +25,11 @@ Which sites are global is learnt from the probe trace pair that ``per_example`` 
 (:func:`~hybridpgm.infer.subsample_scale.check_plate_scale`), by name (:func:`sites_outside_batch_plates`):
 a latent site none of whose plates has the batch's size and whose value has no dimension of that size (an
 observed site outside the plates is the batch's likelihood as one event, ``pyro.factor`` of a sum over the rows:
-never global).  A global site in a plate that happens to have the batch's size (a
-plate of 4 features and a batch of 4 rows) is taken for an example's; sites added inside
-:func:`~hybridpgm.train.update_scope.weighted_per_update` are weighted by the model itself and left alone.
+never global; a regulariser of the parameters is a term of the update, not of the rows, and the model says so by
+writing it with :func:`global_factor`, which is global: a plain ``pyro.factor`` of it counts once per micro-batch).
+A global site in a plate that happens to have the batch's size (a plate of 4 features and a batch of 4 rows) is
+taken for an example's; sites added inside :func:`~hybridpgm.train.update_scope.weighted_per_update` are weighted
+by the model itself and left alone.
 An enumerated site outside the batch's plates (a global discrete latent that
 :class:`~pyro.infer.TraceEnum_ELBO` or :class:`~pyro.infer.TraceTMC_ELBO` sums out) is refused under a share other
 than 1 with a :class:`~hybridpgm.errors.ConfigError` naming it: the batch's term
@@ -46,9 +48,12 @@ over particles of weights that hold the global latent's density, :math:`\log \fr
 \frac{p(\beta_k)}{q(\beta_k)} \prod_b \frac{p(x_b, z_{bk} \mid \beta_k)}{q(z_{bk} \mid x_b)}`: it is not a sum
 over the rows, so no scale of :math:`\beta`'s terms makes the micro-batches' losses add up to the batch's (a share
 inside the log-mean-exp weights :math:`(p/q)^{w_i}`, another estimator).  :class:`~hybridpgm.infer.IWAE` under
-``SVIObjective`` is therefore refused with a share other than 1 (:func:`refuse_joint_weights`), and VIMCO, RWS and
-wake-sleep (:class:`~hybridpgm.infer.particle_elbo.ParticleELBO`, one weight per data point) refuse a site outside
-the data plate at any ``accumulate``.
+``SVIObjective`` is therefore refused with a share other than 1 (:func:`refuse_joint_weights`; an observed site
+outside the plate, a ``pyro.factor``, makes one weight of the batch too:
+:func:`~hybridpgm.infer.split_refusal.refuse_unsplit_estimates` refuses both before ``fit`` sets the run up),
+:class:`~pyro.infer.TraceTMC_ELBO` without a global latent takes one log-mean-exp per row and splits, and VIMCO,
+RWS and wake-sleep (:class:`~hybridpgm.infer.particle_elbo.ParticleELBO`, one weight per data point) refuse a site
+outside the data plate at any ``accumulate``.
 """
 
 from __future__ import annotations
@@ -56,6 +61,8 @@ from __future__ import annotations
 import contextlib
 from typing import Iterable
 
+import pyro
+import pyro.distributions as dist
 import pyro.poutine as poutine
 import torch
 from pyro.poutine.messenger import Messenger
@@ -64,15 +71,44 @@ from pyro.poutine.util import site_is_subsample
 from hybridpgm.errors import ConfigError
 from hybridpgm.train.update_scope import micro_batch_share, weighted_per_update_active
 
-__all__ = ["GlobalShare", "refuse_joint_weights", "share_scope", "sites_outside_batch_plates"]
+__all__ = ["GLOBAL_FACTOR", "GlobalShare", "enumerated_site_error", "global_factor", "refuse_joint_weights",
+           "share_scope", "sites_outside_batch_plates"]
+
+#: the ``infer`` key of a :func:`global_factor` site
+GLOBAL_FACTOR = "hybridpgm_global_factor"
+
+
+def global_factor(name: str, log_factor: torch.Tensor, *, has_rsample: bool | None = None) -> None:
+    r"""``pyro.factor(name, log_factor)`` for a term that counts once per optimizer update, not once per example:
+    a regulariser of the parameters (``global_factor("l2", -lam * w.pow(2).sum())``), a prior written as a factor.
+
+    A ``pyro.factor`` outside the batch's plates is taken for the batch's likelihood, a sum over its rows
+    (``pyro.factor("ll", log_lik(x).sum())``): :func:`hybridpgm.fit` weights micro-batch :math:`i` by
+    :math:`m_i / B`, so such a factor splits over the micro-batches as its rows do, and a term :math:`G` that does not
+    depend on the rows counts once per micro-batch, :math:`M G / B` per update under ``accumulate = M`` (and
+    :math:`G / B` where :math:`G / (R B)` is due over :math:`R` ranks: the regulariser :math:`M` or :math:`R` times
+    as strong as in one unsplit batch).  Only the model can tell the two apart: a site made here carries
+    ``infer[GLOBAL_FACTOR]``, and :func:`sites_outside_batch_plates` lists it with the global latents, whose scale
+    :class:`GlobalShare` multiplies by the micro-batch's share :math:`m_i / (B R)`, so that it counts once per
+    update (:class:`~hybridpgm.infer.SVIObjective` and :class:`~hybridpgm.infer.NVIL` with ``per_example=True``).
+    Outside ``fit``, for a batch that is not split on one process and with ``per_example=False`` it is
+    ``pyro.factor`` exactly.  Under :class:`~hybridpgm.infer.IWAE` it makes the batch one importance weight, as a
+    global latent does (refused under a share other than 1).
+
+    :param str name: the site's name.
+    :param log_factor: the log-density term (0-d for a term of the whole program).
+    :param has_rsample: as ``pyro.factor``'s (needed in a guide only)."""
+    unit = dist.Unit(log_factor, has_rsample=has_rsample)
+    pyro.sample(name, unit, obs=unit.sample(), infer={"is_auxiliary": True, GLOBAL_FACTOR: True})
 
 
 def sites_outside_batch_plates(traces: Iterable[poutine.Trace], batch: int) -> frozenset[str]:
     """The names of the latent sample sites of ``traces`` none of whose plates has ``batch`` elements and whose
     value has no dimension of ``batch`` elements (global sites: one term per batch, not per example).
 
-    An observed site is never global: outside a plate it is the batch's likelihood as one event (``.to_event``
-    over the rows, ``pyro.factor`` of their sum), whose share fit's weights :math:`m_i / B` already give; a latent
+    An observed site is never global (but a :func:`global_factor`): outside a plate it is the batch's likelihood
+    as one event (``.to_event`` over the rows, ``pyro.factor`` of their sum), whose share fit's weights
+    :math:`m_i / B` already give; a latent
     with a dimension of the batch's size outside the plates (``z`` of shape ``(B, d)`` under ``.to_event(2)``) is
     the rows' too.  (Scaled by the share, either counted :math:`m_i / B` times too little.)  An enumerated site
     outside the plates is listed too: :class:`GlobalShare` refuses it (its sum over values is taken over the whole
@@ -86,7 +122,8 @@ def sites_outside_batch_plates(traces: Iterable[poutine.Trace], batch: int) -> f
     names = set()
     for trace in traces:
         for name, site in trace.nodes.items():
-            if site["type"] != "sample" or site_is_subsample(site) or site["is_observed"]:
+            if site["type"] != "sample" or site_is_subsample(site) or \
+                    site["is_observed"] and not (site["infer"] or {}).get(GLOBAL_FACTOR):
                 continue  # a plate's own site; an observed one (the batch's likelihood as one event, pyro.factor)
             if all(batch not in (_size(frame.size), _size(frame.full_size)) for frame in site["cond_indep_stack"]) \
                     and batch not in tuple(getattr(site["value"], "shape", ())):  # not a latent of the rows
@@ -119,13 +156,20 @@ class GlobalShare(Messenger):
     def _process_message(self, msg: dict) -> None:
         if msg["type"] == "sample" and msg["name"] in self.names and not weighted_per_update_active():
             if "_enumerate_dim" in (msg.get("infer") or {}):  # summed out by Pyro's enumeration (run inside)
-                raise ConfigError(
-                    f"the enumerated site {msg['name']!r} lies outside the batch's plate: its sum over its values is "
-                    "taken over the whole batch (log sum_c p(c) prod_b p(x_b | c)), which does not split over fit's "
-                    f"micro-batches (this one's share of the update: {self.share:g}, under accumulate > 1 or several "
-                    "ranks), so accumulate would train another model.  Use accumulate=1 on one process, or sample "
-                    "the site in the guide instead of enumerating it")
+                raise enumerated_site_error(msg["name"], self.share)
             msg["scale"] = self.share * msg["scale"]
+
+
+def enumerated_site_error(name: str, share: float) -> ConfigError:
+    """The refusal of the enumerated global site ``name`` under a micro-batch of share ``share`` (raised by
+    :class:`GlobalShare` at the step, and by :func:`~hybridpgm.infer.split_refusal.refuse_unsplit_estimates`
+    before ``fit`` sets the run up)."""
+    return ConfigError(
+        f"the enumerated site {name!r} lies outside the batch's plate: its sum over its values is "
+        "taken over the whole batch (log sum_c p(c) prod_b p(x_b | c)), which does not split over fit's "
+        f"micro-batches (this one's share of the update: {share:g}, under accumulate > 1 or several "
+        "ranks), so accumulate would train another model.  Use accumulate=1 on one process, or sample "
+        "the site in the guide instead of enumerating it")
 
 
 def share_scope(sites: frozenset[str] | None) -> contextlib.AbstractContextManager:
@@ -143,17 +187,19 @@ def share_scope(sites: frozenset[str] | None) -> contextlib.AbstractContextManag
     return GlobalShare(sites, share)
 
 
-def refuse_joint_weights(scope: contextlib.AbstractContextManager, objective: str, estimator: str) -> None:
+def refuse_joint_weights(scope: contextlib.AbstractContextManager, objective: str, estimator: str, *,
+                         kind: str = "latent site(s)") -> None:
     """Refuse to share global sites out over micro-batches for an ``estimator`` whose importance weights hold them
     (see the module docstring: the batch's bound is no sum over its micro-batches).
 
     :param scope: what :func:`share_scope` returned (refused when it is a :class:`GlobalShare`).
     :param str objective: the objective's name, ``estimator`` its estimator's, for the message.
+    :param str kind: what the sites are, for the message (``"site(s)"`` where some are observed: a ``pyro.factor``).
     :raises ConfigError: naming the global sites, the share and the fixes."""
     if not isinstance(scope, GlobalShare):
         return
     raise ConfigError(
-        f"{objective} with {estimator}: the latent site(s) {sorted(scope.names)} lie outside the batch's plate, so "
+        f"{objective} with {estimator}: the {kind} {sorted(scope.names)} lie outside the batch's plate, so "
         "the importance weights of the bound are taken over the whole batch (global and local latents jointly), "
         f"and the bound of a batch is no sum of the bounds of its parts: fit's micro-batch (share {scope.share:g} "
         "of the update, accumulate > 1 or several ranks) cannot train the bound of the unsplit batch.  Use "

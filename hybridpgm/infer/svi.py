@@ -19,6 +19,7 @@ from hybridpgm.infer.iwae import IWAE
 from hybridpgm.infer.jit_shapes import ShapeKeyedPrograms, compiles_on_first_shape
 from hybridpgm.infer.particle_elbo import ParticleELBO, probing
 from hybridpgm.infer.particle_probe import build_autoguides
+from hybridpgm.infer.split_refusal import refuse_unsplit_estimates
 from hybridpgm.infer.subsample_scale import probe_batch
 from hybridpgm.options import Option
 from hybridpgm.precision_scope import autocast_states, autocast_switched
@@ -156,6 +157,24 @@ class SVIObjective(AutoguideBatchingCheck):
         build_autoguides(self.model, self.guide, args, self.model_kwargs, self.module, "SVIObjective")
         check_subsampled_autoguides(self.model, self.guide, args, self.model_kwargs, (self.module,), "SVIObjective")
         self._check_param_sites(batch)
+
+    def check_batching(self, batch: Any, *, num_examples: int, shuffle: bool, accumulate: int = 1,
+                       world_size: int = 1) -> None:
+        """The autoguide's check (:meth:`AutoguideBatchingCheck.check_batching
+        <hybridpgm.infer.autoguide_plates.AutoguideBatchingCheck.check_batching>`), then, before ``fit`` takes the
+        checkpoint's lock or runs a callback, the refusal of an estimate that ``accumulate > 1`` or several ranks
+        cannot split: :class:`IWAE` with a site outside the batch's plate (a global latent, a ``pyro.factor``), an
+        enumerated global site (:func:`~hybridpgm.infer.split_refusal.refuse_unsplit_estimates`).
+
+        :param batch: the first batch (as for ``setup``).
+        :param int num_examples: the examples :math:`N` of the data set.
+        :param bool shuffle: whether the batches are drawn in a new order every epoch.
+        :param int accumulate: micro-batches per batch.
+        :param int world_size: processes.
+        :raises ConfigError: as those two."""
+        super().check_batching(batch, num_examples=num_examples, shuffle=shuffle, accumulate=accumulate,
+                               world_size=world_size)
+        refuse_unsplit_estimates(self, batch, accumulate=accumulate, world_size=world_size, name="SVIObjective")
 
     def _check_param_sites(self, batch: Any) -> None:
         """Refuse a model or guide whose ``pyro.param`` sites are not parameters of :attr:`module`.
