@@ -3,19 +3,23 @@
 Python integers and integer scalars (NumPy, 0-d integer tensors) pass as themselves; ``bool`` and floats are
 refused rather than coerced (``2.5`` samples is a mistake, not three samples).  The checks are free (types,
 shapes, devices; no device-host reads) unless their docstring says otherwise, so they may run in training steps.
+The checks of names given to Pyro are in :mod:`hybridpgm.checks_names`, how messages show values in
+:mod:`hybridpgm.checks_messages`; both are re-exported here.
 """
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import math
 import operator
-from typing import Any, Callable, Iterable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
+# re-exported: how messages show values, and the checks of names, were defined here
+from hybridpgm.checks_messages import close_match, shown_items, type_name
+from hybridpgm.checks_names import PYRO_MODULE_SEPARATOR, module_name, name_list, site_prefix
 from hybridpgm.errors import ConfigError, DataError, DeviceError, ModelSpecError
 
 __all__ = ["as_integer", "check_device", "check_empty", "check_log_z", "check_player", "close_match", "damping_of",
@@ -303,98 +307,3 @@ def flag(value, what: str, *, error: type[Exception] = ConfigError) -> bool:
     if not isinstance(value, bool):
         raise error(f"{what} must be True or False, got {value!r}")
     return value
-
-
-def name_list(value, what: str, *, error: type[Exception] = ConfigError) -> list[str]:
-    """Names given as an iterable of strings (a list, a tuple, ``dict.keys()``, a set ...), as a list; a bare
-    string is refused: iterated, ``"head"`` would be the one-letter names ``'h', 'e', 'a', 'd'``.
-
-    :raises error: naming ``what`` and the value."""
-    if isinstance(value, (str, bytes)):
-        raise error(f"{what} is a list of names, got the string {value!r:.60}: pass [{value!r:.60}]")
-    try:
-        names = sorted(value) if isinstance(value, (set, frozenset)) else list(value)  # a set: in a stable order
-    except TypeError:
-        names = None
-    if names is None or not all(isinstance(name, str) for name in names):
-        raise error(f"{what} must be a list of names (strings), got {type_name(value)} {value!r:.60}")
-    return names
-
-
-#: what Pyro writes between a module's name and its parameters' names in the param store
-#: (``"<module>$$$<parameter>"``); ``pyro.module`` asserts that no module name holds it
-PYRO_MODULE_SEPARATOR = "$$$"
-
-
-def site_prefix(prefix, where: str, *, names_module: bool = False) -> str:
-    """``prefix`` checked: the string a model's ``prefix=`` keyword prepends to its site and plate names (where
-    ``names_module``, as for :meth:`MarkovNet.model <hybridpgm.graphs.MarkovNet.model>`, also to the ``pyro.module``
-    name of its parameters).
-
-    :param bool names_module: the prefix also names a ``pyro.module``, so ``"$$$"`` is refused (sample sites and
-        plates may hold it).
-    :raises ConfigError: a ``prefix`` that is not a ``str``, or (``names_module``) one holding ``"$$$"`` (Pyro's
-        separator between a module's name and its parameters' names, which ``pyro.module`` refuses), naming
-        ``where`` and the value."""
-    if not isinstance(prefix, str):
-        raise ConfigError(f"{where} prefix must be a string (prepended to its Pyro site and plate names), got "
-                          f"{type(prefix).__name__} {prefix!r:.60}")
-    if names_module and PYRO_MODULE_SEPARATOR in prefix:
-        raise ConfigError(f"{where} prefix={prefix!r:.60} holds '$$$', Pyro's separator between a module's name and "
-                          f"its parameters' names; use another separator (e.g. '_')")
-    return prefix
-
-
-def module_name(name, where: str) -> str:
-    """``name`` checked: the ``name`` a :class:`~pyro.nn.PyroModule` gives its parameters in Pyro's param store
-    (``"<name>.<attribute>"``, or ``"<name>.<submodule>$$$<parameter>"``; ``""``: the attribute names alone).
-
-    :raises ModelSpecError: a ``name`` that is not a ``str``, or one holding ``"$$$"`` (Pyro's separator between a
-        module's name and its parameters' names, which ``pyro.module`` refuses at the first step), naming ``where``
-        and the value."""
-    if not isinstance(name, str):
-        raise ModelSpecError(f"{where} name must be a string (the prefix of its parameters' names in Pyro's param "
-                             f"store), got {type(name).__name__} {name!r:.60}")
-    if PYRO_MODULE_SEPARATOR in name:
-        raise ModelSpecError(f"{where} name={name!r:.60} holds '$$$', Pyro's separator between a module's name and "
-                             f"its parameters' names; use another separator (e.g. '_')")
-    return name
-
-
-def type_name(value: Any) -> str:
-    """The type of ``value`` as messages name it: its public module path and qualified name, the private modules
-    under it left out (``pathlib.PosixPath``, which Python 3.13 defines in ``pathlib._local``; ``numpy.ndarray``).
-    """
-    cls = type(value)
-    module = []
-    for part in cls.__module__.split("."):
-        if part.startswith("_"):
-            break
-        module.append(part)
-    return f"{'.'.join(module)}.{cls.__qualname__}" if module and module != ["builtins"] else cls.__qualname__
-
-
-def shown_items(items: Iterable, limit: int = 10, *, quote: Callable[[Any], str] = repr) -> str:
-    """The first ``limit`` of ``items``, each written by ``quote``, joined by ``", "``, and the count of the others:
-    ``"'a', 'b', 'c' and 1997 more"``, so that a message about a long list stays short.
-
-    :param items: any iterable (a list, a tuple, dict keys ...); read once.
-    :param limit: how many items to show (``>= 1``).
-    :param quote: how to write one item: :func:`repr` (the default) for names, so that a newline or a quote in one
-        cannot split or garble the message; :class:`str` for items that are already written out.
-    """
-    items = list(items)
-    shown = ", ".join(quote(item) for item in items[:limit])
-    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
-
-
-def close_match(name: Any, choices: Iterable) -> str:
-    """``"; did you mean 'x'?"`` for the string in ``choices`` closest to ``name`` (:func:`difflib.get_close_matches`,
-    its default cutoff 0.6), or ``""`` when none is close, ``name`` is not a string or there are more than
-    10,000 choices (to keep it cheap).  Meant to follow the
-    "unknown name" part of a message."""
-    choices = [c for c in choices if isinstance(c, str)]
-    if not isinstance(name, str) or len(choices) > 10_000:  # kept cheap: an error message, not a search
-        return ""
-    found = difflib.get_close_matches(name, choices, n=1)
-    return f"; did you mean {found[0]!r}?" if found else ""

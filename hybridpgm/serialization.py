@@ -62,26 +62,28 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from hybridpgm.checks import positive_int, shown_items, type_name
+from hybridpgm.checks import positive_int, shown_items
 from hybridpgm.errors import CheckpointError, CheckpointNotFoundError
 from hybridpgm.paths import file_path
 from hybridpgm.rng_scope import restoring_global_rngs
+from hybridpgm.serialization_budget import build_within, file_budget
 from hybridpgm.serialization_compiled import plain_names, plain_ties, unwrapped
-from hybridpgm.serialization_budget import build_within, constructed, file_budget
-from hybridpgm.serialization_dtypes import FLOATING_DTYPES, TAGS, dtype_names, restore_dtypes, tagged, untagged
-from hybridpgm.serialization_layers import TORCH_LAYERS, build_torch_module, torch_module_spec
+# the spec of a module and the module a spec builds (under the private names they had here)
+from hybridpgm.serialization_encoding import REFUSAL_ATTR as _REFUSAL_ATTR  # noqa: F401
+from hybridpgm.serialization_encoding import build as _build, decode as _decode, encode as _encode
+from hybridpgm.serialization_encoding import construct as _construct, module_spec as _module_spec  # noqa: F401
 from hybridpgm.serialization_frozen import FROZEN, frozen_names, refreeze
-from hybridpgm.serialization_payload import (check_module_entry, check_payload, cpu_tensors, in_file,
-                                             not_a_model_file, rebuild_error, refuse_meta)
-from hybridpgm.serialization_registry import (MODEL_MODULES, _REGISTRY, _SPEC_ATTR, _SPECS, _qualname, _resolve,
-                                             constructor_call, register_spec, saved_as_module, serializable)
+from hybridpgm.serialization_layers import TORCH_LAYERS
+from hybridpgm.serialization_payload import check_payload, cpu_tensors, in_file, not_a_model_file, rebuild_error, \
+    refuse_meta
+from hybridpgm.serialization_registry import MODEL_MODULES, register_spec, serializable
 from hybridpgm.serialization_state import load_weights, owned
 from hybridpgm.serialization_structure import check_rebuilds
 from hybridpgm.serialization_ties import retie, tie_record
 from hybridpgm.state_renames import upgrade_ties
 from hybridpgm.train.atomic_write import os_reason
-from hybridpgm.train.checkpoint import (NOT_PLAIN, nonfinite_entries, plain_data, plain_scalar, read_torch_file,
-                                        unreadable_reason, write_atomically)
+from hybridpgm.train.checkpoint import nonfinite_entries, plain_data, read_torch_file, unreadable_reason, \
+    write_atomically
 from hybridpgm.train.device import resolve_device
 # re-exported: the versions recorded in model files were defined here, and callers import them from this module
 from hybridpgm.versions import versions
@@ -90,128 +92,6 @@ __all__ = ["MODEL_MODULES", "SavedModel", "TORCH_LAYERS", "load", "load_model", 
            "serializable", "versions"]
 
 FORMAT, FORMAT_VERSION = "hybridpgm-model", 1
-#: the method by which a module refuses :func:`save`: ``module._hybridpgm_save_refusal()`` returns ``None``, or why
-#: its file would not rebuild it (see :meth:`hybridpgm.gp.DeepKernelGP.training_data`)
-_REFUSAL_ATTR = "_hybridpgm_save_refusal"
-
-
-# ---------------------------------------------------------------- encoding
-def _encode(value: Any, tensors: dict[str, torch.Tensor], where: str) -> Any:
-    if value is None or type(value) in (bool, int, float, str):
-        return value
-    # a NumPy scalar or 0-d array (np.int64(16), np.float64 from np.std, np.str_), an IntEnum: the builtin value,
-    # which loading with weights_only=True reads back (the subclass itself would be pickled with its class)
-    scalar = plain_scalar(value)
-    if scalar is not NOT_PLAIN and type(scalar) in (bool, int, float, str):
-        return scalar
-    if (torch_value := tagged(value)) is not None:  # a dtype, device or Size: a tagged name (serialization_dtypes)
-        return torch_value
-    if isinstance(value, torch.Tensor):
-        if value.is_meta:  # no values to write (the model's own parameters and buffers are refused by save)
-            raise CheckpointError(f"cannot save {where}: a tensor of shape {tuple(value.shape)} on torch's meta "
-                                  "device, which holds no values; build the model from a tensor that has them")
-        key = f"t{len(tensors)}"
-        tensors[key] = value.detach().cpu().clone()
-        # a parameter argument is given back as one (kept by the constructor, it is a weight of the state dict)
-        return {"__tensor__": key, "parameter": value.requires_grad} if isinstance(value, nn.Parameter) else \
-            {"__tensor__": key}
-    if isinstance(value, (list, tuple)):
-        return [_encode(v, tensors, f"{where}[{i}]") for i, v in enumerate(value)]
-    if isinstance(value, dict):
-        if not all(isinstance(k, str) for k in value):
-            raise CheckpointError(f"cannot save {where}: a dict with non-string keys")
-        return {"__dict__": {k: _encode(v, tensors, f"{where}[{k!r}]") for k, v in value.items()}}
-    if isinstance(value, nn.Module):
-        value = unwrapped(value)  # a torch.compile wrapper: the module it compiles (rebuilt plain)
-        # rebuilt before the constructor taking it runs it (on float64 data, say): it carries its dtypes
-        return {"__module__": {**_module_spec(value, tensors, where), "dtypes": dtype_names(value)}}
-    raise CheckpointError(f"cannot save {where}: a {type_name(value)} is not plain data (int, float, str, bool, "
-                          "list, tuple, dict, None, tensor, torch dtype or device, or a serializable module)")
-
-
-def _module_spec(module: nn.Module, tensors: dict, where: str) -> dict:
-    cls = type(module)
-    # a module whose constructor arguments no longer hold what rebuilds it (a GP's training data lost to the meta
-    # device) says why: the file would load as a model built from garbage
-    refusal = getattr(module, _REFUSAL_ATTR, None)
-    reason = refusal() if callable(refusal) else None
-    if reason is not None:
-        raise CheckpointError(f"cannot save {where}: {reason}")
-    if _qualname(cls) in _SPECS:
-        return {"class": _qualname(cls), "spec": _encode(_SPECS[_qualname(cls)][0](module, where), tensors, where)}
-    arguments = module.__dict__.get(_SPEC_ATTR)
-    registered = _REGISTRY.get(_qualname(cls))
-    # an nn.Sequential (its nested Sequentials and registered modules: as module arguments), or a layer alone (a
-    # torch class decorated itself: its arguments)
-    if not (arguments is not None and registered is cls) and (torch_spec := torch_module_spec(
-            module, where, lambda m, at: _encode(m, tensors, at) if saved_as_module(m) else None)) is not None:
-        return torch_spec
-    if arguments is not None and registered is not None and registered is not cls:  # a re-run cell, a reload
-        raise CheckpointError(
-            f"cannot save {where}: its class {_qualname(cls)} was defined again after it was built (a notebook "
-            "cell re-run, importlib.reload, %autoreload), and a model file names the class, which now means the "
-            "new one: build the object again from the current class (and load_state_dict its weights) to save it")
-    if arguments is None or registered is not cls:
-        raise CheckpointError(
-            f"cannot save {where}: class {_qualname(cls)} is not serializable (decorate it with "
-            "hybridpgm.serialization.serializable, or register a spec with register_spec)")
-    # a tensor argument kept as a same-named tensor attribute (a GP's train_x after set_train_data) is
-    # saved at its current value, a parameter if it was given as one (the constructor made one of a tensor)
-    current = {k: (getattr(module, k) if isinstance(v, nn.Parameter) else getattr(module, k).detach())
-               if isinstance(v, torch.Tensor) and isinstance(getattr(module, k, None), torch.Tensor) else v
-               for k, v in arguments.items()}
-    return {"class": _qualname(cls),
-            "spec": {k: _encode(v, tensors, f"{where}({k}=...)") for k, v in current.items()}}
-
-
-def _decode(value: Any, tensors: dict[str, torch.Tensor], place: Any = None) -> Any:
-    """A value :func:`_encode` wrote; ``place``: where a recorded device goes (the ``map_location`` of
-    :func:`load`, :func:`~hybridpgm.serialization_dtypes.untagged`)."""
-    if isinstance(value, list):
-        return [_decode(v, tensors, place) for v in value]
-    if isinstance(value, dict):
-        if "__tensor__" in value:
-            if (tensor := tensors.get(value["__tensor__"])) is None:  # a changed file; the meta holds no tensors
-                held = f"it holds {shown_items(list(tensors), 5)}" if tensors else "none is held there"
-                raise CheckpointError(f"model file names tensor {value['__tensor__']!r}, which it does not hold "
-                                      f"({held})")
-            return nn.Parameter(tensor, requires_grad=value["parameter"]) if "parameter" in value else tensor
-        if "__dict__" in value:
-            return {k: _decode(v, tensors, place) for k, v in value["__dict__"].items()}
-        if "__module__" in value:
-            return _build(value["__module__"], tensors, place)
-        if any(tag in value for tag in TAGS):
-            return untagged(value, place)
-    return value
-
-
-def _build(spec: dict, tensors: dict, place: Any = None) -> nn.Module:
-    module = _construct(spec, tensors, place)
-    if tensors:  # a module argument goes on the device its saved tensor arguments were mapped to, as a user
-        module.to(next(iter(tensors.values())).device)  # builds on CUDA (a DKL's extractor probes train_x)
-    if "dtypes" in spec:  # a module argument, in its saved dtypes before it is passed on (older files lack them)
-        if unknown := {name: d for name, d in spec["dtypes"].items() if d not in FLOATING_DTYPES}:
-            raise CheckpointError(f"model file gives {spec['class']} weights dtypes {unknown}, which are not "
-                                  f"floating dtypes (known: {sorted(FLOATING_DTYPES)})")
-        restore_dtypes(module, {name: FLOATING_DTYPES[d] for name, d in spec["dtypes"].items()})
-    return module
-
-
-def _construct(spec: dict, tensors: dict, place: Any) -> nn.Module:
-    check_module_entry(spec, "a module of the model")  # the kind's entries (a file may come from anywhere)
-    if (module := constructed(spec["class"], build_torch_module, spec, lambda v: _decode(v, tensors, place))) \
-            is not None:
-        return module
-    if spec["class"] in _SPECS:
-        return constructed(spec["class"], _SPECS[spec["class"]][1], _decode(spec["spec"], tensors, place))
-    cls = _resolve(spec["class"])
-    if not isinstance(spec["spec"], dict):
-        raise CheckpointError(f"model file gives {spec['class']} a {type(spec['spec']).__name__} as its "
-                              "constructor arguments, not a dict")
-    args, kwargs = constructor_call(cls, {k: _decode(v, tensors, place) for k, v in spec["spec"].items()})
-    return constructed(spec["class"], cls, *args, **kwargs)
-
-
 # ---------------------------------------------------------------- save / load
 class SavedModel(NamedTuple):
     """What :func:`load_model` returns.

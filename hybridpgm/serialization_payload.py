@@ -94,7 +94,8 @@ def refuse_meta(map_location: Any, path: Any) -> Any:
     GP conditions on its training data, a layer is compared with its options), which a meta tensor lacks.
 
     :raises ConfigError: naming the file and what to do instead (load on the CPU, whose file is memory-mapped
-        while it is read, then ``.to("meta")``; or read the architecture without building it).
+        while it is read, then ``.to("meta")``; or read the architecture and the weights' shapes without building
+        it: ``torch.load(path, weights_only=True, mmap=True)``, its ``model`` and ``state_dict`` entries).
     """
     given = list(map_location.values()) if isinstance(map_location, dict) else [map_location]
     if any(_meta(device) for device in given):
@@ -103,7 +104,8 @@ def refuse_meta(map_location: Any, path: Any) -> Any:
                           "holds, which meta tensors lack.  Load it on 'cpu' and call .to('meta') on the result, or "
                           "read the architecture without building it: hybridpgm.load_model(path).class_name, or "
                           "torch.load(path, weights_only=True, mmap=True)['model'], its class and constructor "
-                          "arguments")
+                          "arguments, and ['state_dict'], its weights, whose shapes are read without copying them "
+                          "(the file is mapped)")
     return map_location
 
 

@@ -1,7 +1,8 @@
-"""Names that reach Pyro's param store (hybridpgm/checks.py ``module_name``, ``site_prefix``): a ``name=`` or
-``prefix=`` holding ``"$$$"`` -- Pyro's separator between a module's name and its parameters' names -- is refused
-where it is given, naming the argument and the value.  It was accepted, then ``pyro.module`` failed at the first
-plain SVI step with a bare ``AssertionError`` (and under ``python -O`` the name went into the param store)."""
+"""Names that reach Pyro's param store (hybridpgm/checks_names.py ``module_name``, ``site_prefix``, split out of
+hybridpgm/checks.py): a ``name=`` or ``prefix=`` holding ``"$$$"`` -- Pyro's separator between a module's name and
+its parameters' names -- is refused where it is given, naming the argument and the value.  It was accepted, then
+``pyro.module`` failed at the first plain SVI step with a bare ``AssertionError`` (and under ``python -O`` the name
+went into the param store)."""
 
 from __future__ import annotations
 
@@ -74,3 +75,11 @@ def test_a_prefix_of_sample_sites_alone_may_hold_the_separator(call):
     with pyro.get_param_store().scope(), pyro.poutine.trace() as tracer:
         call()
     assert any(name.startswith("v$$$") for name in tracer.trace.nodes)
+
+
+def test_checks_gives_the_same_names_and_functions():
+    """hybridpgm/checks_names.py was split out of hybridpgm/checks.py, which re-exports it."""
+    from hybridpgm import checks, checks_names
+
+    assert (checks.module_name, checks.site_prefix, checks.name_list, checks.PYRO_MODULE_SEPARATOR) == \
+        (checks_names.module_name, checks_names.site_prefix, checks_names.name_list, "$$$")

@@ -65,5 +65,10 @@ def test_loading_onto_the_meta_device_is_refused_saying_what_to_do(map_location,
     with pytest.raises(ConfigError, match=r"hybridpgm.load does not take torch's meta device \(map_location=.*\) for "
                                           r"'.*rbm.pt': .*Load it on 'cpu' and call .to\('meta'\)"):
         hybridpgm.load(path, map_location=map_location)
+    with pytest.raises(ConfigError, match=r"and \['state_dict'\], its weights, whose shapes are read without "
+                                          r"copying them \(the file is mapped\)$"):
+        hybridpgm.load(path, map_location=map_location)
+    mapped = torch.load(path, weights_only=True, mmap=True)  # the route the message gives: shapes, no copy
+    assert {k: tuple(v.shape) for k, v in mapped["state_dict"].items()}["weight"] == (10, 4)
     skeleton = hybridpgm.load(path).to("meta")
     assert skeleton.weight.is_meta and skeleton.weight.dtype == torch.float64
