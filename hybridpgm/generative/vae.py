@@ -12,8 +12,14 @@ with a Bernoulli likelihood (logits from the decoder) for binary data or a Gauss
 a learned scale per feature) for real data.  Train it with :class:`~hybridpgm.infer.SVIObjective` (any ELBO,
 :class:`~hybridpgm.infer.IWAE` for the importance-weighted bound [3]) through
 :func:`hybridpgm.fit`, or with plain :class:`pyro.infer.SVI`.  Its importance-sampling estimates
-(:meth:`~VAE.log_weights`, :meth:`~VAE.log_likelihood`, :meth:`~VAE.elbo`) live in
-:mod:`~hybridpgm.generative.vae_sampling`.
+:func:`hybridpgm.fit`, or with plain :class:`pyro.infer.SVI`.
+
+The class is assembled from one module per concept, each a base class of :class:`VAE` (their methods are
+:class:`VAE`'s): the options kept as attributes (:mod:`~hybridpgm.generative.vae_options`), the input checks
+(:mod:`~hybridpgm.generative.vae_inputs`), the networks and likelihood (:mod:`~hybridpgm.generative.vae_networks`),
+the direct ELBO path (:mod:`~hybridpgm.generative.vae_direct`), sampling and reconstruction
+(:mod:`~hybridpgm.generative.vae_generation`) and the importance-sampling estimates (:meth:`~VAE.log_weights`,
+:meth:`~VAE.log_likelihood`, :meth:`~VAE.elbo`: :mod:`~hybridpgm.generative.vae_sampling`).
 
 References:
 
@@ -25,45 +31,34 @@ References:
 
 from __future__ import annotations
 
-import itertools
 from typing import Sequence
 
 import pyro
 import pyro.distributions as dist
 import torch
-import torch.nn.functional as F
 from pyro.nn import PyroModule, pyro_method
 
-from hybridpgm.batch_shapes import as_given, over_batch_shape, refuse_one_example
-from hybridpgm.checks import (check_device, flag, generator_or_none, layer_sizes, module_name,
-                              positive_int, sample_count, site_prefix)
-from hybridpgm.data.validation import (check_finite, check_model_input, check_num_data, defer_finite,
-                                       describe_origin)
-from hybridpgm.errors import ConfigError, DataError, ModelSpecError
+from hybridpgm.checks import flag, layer_sizes, module_name, positive_int, site_prefix
+from hybridpgm.errors import DataError, ModelSpecError
+from hybridpgm.generative.vae_direct import VAEDirectELBO
+from hybridpgm.generative.vae_generation import VAEGeneration
+from hybridpgm.generative.vae_inputs import _EVALUATION, VAEInputs  # noqa: F401 (_EVALUATION: the old path)
+from hybridpgm.generative.vae_networks import VAENetworks, _widened  # noqa: F401 (_widened: the old path)
 from hybridpgm.generative.vae_options import VAEOptions
 from hybridpgm.generative.vae_sampling import VAEImportanceSampling
-from hybridpgm.global_state_lock import holding_global_state
-from hybridpgm.infer.particle_elbo import keeping_module_state
-from hybridpgm.keyword_alias import keyword_only_soon, renamed_keyword
-from hybridpgm.nn import checkpointed_call, mlp
+from hybridpgm.keyword_alias import keyword_only_soon
+from hybridpgm.nn import mlp
 from hybridpgm.param_store_scope import frozen_aware_parameter
 from hybridpgm.plate_dims import refuse_caller_plate
-from hybridpgm.precision_scope import any_autocast, exact_dtype
-from hybridpgm.rng_scope import seeded_from_generator
 from hybridpgm.serialization import serializable
-from hybridpgm.train.deferred_checks import check_or_defer
 
 __all__ = ["VAE"]
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 
-#: the methods that take one example ``[D]`` (and any batch shape ``[..., D]``), named by the training programs'
-#: refusal of one example
-_EVALUATION = "log_likelihood, elbo, log_weights and reconstruct"
-
 
 @serializable
-class VAE(VAEOptions, VAEImportanceSampling, PyroModule):
+class VAE(VAEOptions, VAEInputs, VAENetworks, VAEDirectELBO, VAEGeneration, VAEImportanceSampling, PyroModule):
     """A VAE with MLP encoder and decoder.
 
     :param int x_dim: data dimension :math:`D` (data are ``batch x D``).
@@ -126,122 +121,33 @@ class VAE(VAEOptions, VAEImportanceSampling, PyroModule):
         """Recognition parameters :math:`\\phi`: the encoder's."""
         return list(self.encoder.parameters())
 
-    # -- checks -----------------------------------------------------------------
-    def _reference(self, role: str) -> torch.Tensor:
-        """The tensor whose dtype and device the VAE computes in: the first floating-point parameter of the
-        ``role`` network (``"encoder"`` or ``"decoder"``, whatever module replaced it: a custom
-        :class:`torch.nn.Module`, a ``Sequential`` starting with ``Dropout``), else the first of the VAE's
-        (a parameter-free network).  Read past :class:`~pyro.nn.PyroModule` (``_modules``), so no
-        ``pyro.module`` is announced.
-
-        :raises ModelSpecError: the VAE has no floating-point parameter at all."""
-        own = torch.nn.Module.parameters(self)
-        like = next((p for p in itertools.chain(self._modules[role].parameters(), own) if p.is_floating_point()),
-                    None)
-        if like is None:
-            raise ModelSpecError(f"VAE: the {role} ({type(self._modules[role]).__name__}) and the rest of the VAE "
-                                 "have no floating-point parameter to take the dtype and device from")
-        return like
-
-    def _check(self, x: torch.Tensor, values: bool = True, leading_dims: bool = False) -> torch.Tensor:
-        """``x`` checked (shape, NaN/inf) and in the model's dtype, converted by the rule of
-        :func:`hybridpgm.data.validation.as_model_dtype` (bool and exactly representable integers are converted;
-        float64 data for a float32 model are refused).  The value check (binary, or finite; finite only with
-        ``values=False``, as the guide asks) waits for the training step's one host read inside
-        :func:`hybridpgm.fit` (:func:`~hybridpgm.train.deferred_checks.check_or_defer`).  ``leading_dims``
-        accepts ``[..., batch, D]`` (the guide, given dreamed particles) besides ``batch x D``; one example ``[D]``
-        is refused, saying that the batch dimension is missing (the evaluation methods flatten any batch shape
-        into rows before they get here: :func:`~hybridpgm.batch_shapes.over_batch_shape`)."""
-        weight = self._reference("encoder")
-        refuse_one_example(x, self.x_dim, "VAE argument 'x'", _EVALUATION)
-        if isinstance(x, torch.Tensor):
-            check_device(x, weight, f"VAE argument 'x'{describe_origin()}")
-        x = check_model_input(x, features=self.x_dim, dtype=weight.dtype, model="VAE", finite=False,
-                              leading_dims=leading_dims)
-        origin = describe_origin()
-        if not x.numel():
-            return x
-        shown = as_given(x)  # the caller's shape, for the messages (a view: the checks read the same data)
-        if self.likelihood == "bernoulli" and values:  # a binary check implies a finite one
-
-            def not_binary() -> Exception:
-                check_finite(shown, f"VAE argument 'x'{origin}")  # NaN/inf named as such
-                return DataError(f"VAE with a Bernoulli likelihood needs binary data (0/1){origin}; binarize it "
-                                 "(hybridpgm.data binarize='static'|'dynamic') or use likelihood='gaussian'")
-
-            # x - x^2 vanishes exactly at 0 and 1 (in floating point too: a value beside 0 or 1 leaves a
-            # representable difference) and is NaN at NaN/inf; one fused pass, then |.| in place and the max
-            check_or_defer(torch.addcmul(x, x, x, value=-1).abs_().amax() == 0, not_binary, "VAE data 'x' is not 0/1")
-        else:
-            defer_finite(shown, f"VAE argument 'x'{origin}")
-        return x
-
-    def _plate(self, x: torch.Tensor, num_data: int | None, prefix: str = "", what: str = "VAE.model"):
-        """The data plate ``prefix + "data"`` at dim ``-1``, scaled by ``num_data / batch`` where given.
-
-        :raises ModelSpecError: inside a caller's plate at dim ``-1`` (see :mod:`hybridpgm.plate_dims`)."""
-        batch = x.shape[-2]
-        if not x.numel():
-            raise DataError(f"VAE argument 'x'{describe_origin()} is an empty batch (shape {tuple(x.shape)}): a "
-                            "Pyro plate needs at least one row")
-        refuse_caller_plate(what, prefix + "data")
-        if num_data is None:
-            return pyro.plate(prefix + "data", batch, dim=-1)
-        num_data = check_num_data(num_data, batch, model="VAE")
-        return pyro.plate(prefix + "data", num_data, subsample=torch.arange(batch, device=x.device), dim=-1)
-
-    def _likelihood(self, out: torch.Tensor, validate: bool | None = None) -> dist.TorchDistribution:
-        if self.likelihood == "bernoulli":
-            return dist.Bernoulli(logits=out, validate_args=validate).to_event(1)
-        return dist.Normal(out, self.log_scale.exp(), validate_args=validate).to_event(1)
-
-    def _net(self, net: torch.nn.Module, x: torch.Tensor, role: str) -> torch.Tensor:
-        """``net`` (the encoder or decoder) on ``x`` of shape ``[..., rows, features]``.  Without batch norm the
-        layers take the leading dimensions as they are; with it they are flattened into one batch of rows
-        (``BatchNorm1d`` would read a 3-d input as channels), and a training batch of one row is refused.
-
-        Under :func:`torch.autocast` the network runs in the autocast dtype and its output is returned in at least
-        float32 (:func:`_widened`), so the guide's :math:`z = \\mu + \\sigma \\epsilon`, both densities and
-        the likelihood are computed as in float32, from the network's 16-bit output.
-
-        :raises ConfigError: batch norm, training mode and one row."""
-        if not self.batch_norm:
-            return _widened(checkpointed_call(net, x, enabled=self.checkpoint_activations))
-        lead = x.shape[:-1]
-        flat = x if x.dim() == 2 else x.reshape(-1, x.shape[-1])
-        if net.training and flat.shape[0] == 1:
-            raise ConfigError(
-                f"VAE(batch_norm=True) got a training batch of one row{describe_origin()} (the {role}'s input has "
-                f"shape {tuple(x.shape)}): batch normalisation needs at least two rows per batch in training "
-                "mode; train with batch_size >= 2 (in fit, a last incomplete batch of one row also does this: "
-                "pass drop_last=True or another batch_size), or call vae.eval() to use the running statistics")
-        out = _widened(checkpointed_call(net, flat, enabled=self.checkpoint_activations))
-        return out if x.dim() == 2 else out.reshape(*lead, out.shape[-1])
-
-    def _encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        loc, raw = self._net(self.encoder, x, "encoder").chunk(2, dim=-1)
-        return loc, F.softplus(raw) + self.min_scale
-
     # -- the Pyro program -------------------------------------------------------
     @pyro_method
-    def model(self, x: torch.Tensor | None = None, num_data: int | None = None, *, prefix: str = "") -> torch.Tensor:
+    def model(self, x: torch.Tensor | None = None, num_data: int | None = None, *fields: object,
+              prefix: str = "") -> torch.Tensor:
         """:math:`p_\\theta(x, z)` over a data plate.
 
         :param x: observations, ``batch x D`` (one example ``[D]`` is refused: pass ``x[None]``); ``None``
             generates (Pyro's ``Predictive(vae.model, num_samples=S)(None)`` draws ``S x 1 x D``).
         :param num_data: full data size when ``x`` is a mini-batch; scales the plate by ``num_data / batch`` (the
             loss then estimates the full-data one).  With ``x=None``: how many rows to generate (default 1).
+        :param fields: nothing: positional arguments after ``num_data`` are refused (a batch of several fields
+            that ``fit`` or :class:`~pyro.infer.SVI` unpacked; :mod:`~hybridpgm.generative.vae_inputs`).
         :param str prefix: prepended to the names of the sites and of the plate (``prefix + "z"``, ``prefix + "x"``,
             ``prefix + "data"``), so that two models can share one Pyro program; the guide takes the same
             ``prefix``.  ``""`` (the default): ``"z"``, ``"x"``, ``"data"``.
         :raises DataError: bad ``x`` (shape, dtype, values; an empty batch; one example ``[D]`` without the batch
             dimension, the message showing ``x[None]``), or a ``num_data`` that is not an integer of at least the
-            batch size (at least 1 with ``x=None``).
+            batch size (at least 1 with ``x=None``), or a batch of several fields: the ``D`` tensors of shape
+            ``[batch]`` (one per feature) that torch's ``default_collate`` makes of a Dataset whose ``__getitem__``
+            returns a list or tuple of ``D`` numbers (return one tensor of shape ``(D,)`` instead), or positional
+            arguments after ``num_data`` (an ``(x, labels, ...)`` batch).
         :raises ConfigError: a ``prefix`` that is not a string.
         :raises ModelSpecError: called inside a caller's plate at dim ``-1``: the model opens its own plate there
             (:func:`~hybridpgm.plate_dims.refuse_caller_plate`; see "Two models in one program", docs/pyro_native.md).
         :raises DeviceError: ``x`` is not on the parameters' device."""
         prefix = site_prefix(prefix, "VAE.model")
+        self._arguments(x, num_data, fields, "model")
         if x is None:
             rows = 1 if num_data is None else positive_int(
                 num_data, "VAE.model(None, num_data=...): num_data, the number of rows to generate,", error=DataError)
@@ -262,128 +168,28 @@ class VAE(VAEOptions, VAEImportanceSampling, PyroModule):
             return pyro.sample(prefix + "x", self._likelihood(out, validate=validate), obs=x)
 
     @pyro_method
-    def guide(self, x: torch.Tensor, num_data: int | None = None, *, prefix: str = "") -> torch.Tensor:
+    def guide(self, x: torch.Tensor, num_data: int | None = None, *fields: object, prefix: str = "") -> torch.Tensor:
         """:math:`q_\\phi(z \\mid x)`, amortized by the encoder.
 
         :param x: observations, ``batch x D``, or ``[..., batch, D]`` with leading (particle) dimensions, as the
             sleep phase of :class:`~hybridpgm.infer.WakeSleep` gives dreamed data; ``z`` is ``[..., batch, z_dim]``.
             One example ``[D]`` is refused (pass ``x[None]``).
         :param num_data: as in :meth:`model`.
+        :param fields: nothing, as in :meth:`model`.
         :param str prefix: as in :meth:`model` (the site ``prefix + "z"`` in the plate ``prefix + "data"``).
-        :raises DataError: bad ``x`` (shape, dtype, NaN/inf; an empty batch; one example ``[D]``) or ``num_data``.
+        :raises DataError: bad ``x`` (shape, dtype, NaN/inf; an empty batch; one example ``[D]``) or ``num_data``,
+            or a batch of several fields (as :meth:`model`).
         :raises ConfigError: a training batch of one row with ``batch_norm=True``, or a ``prefix`` not a string.
         :raises ModelSpecError: as :meth:`model`, inside a caller's plate at dim ``-1``.
         :raises DeviceError: ``x`` is not on the parameters' device."""
         prefix = site_prefix(prefix, "VAE.guide")
+        self._arguments(x, num_data, fields, "guide")
         x = self._check(x, values=False, leading_dims=True)  # finite (the model checks the values)
         with self._plate(x, num_data, prefix, "VAE.guide"):
             loc, scale = self._encode(x)
             # unvalidated, as on the direct path: NaN data reach the loss, and the deferred check names them
             return pyro.sample(prefix + "z", dist.Normal(loc, scale, validate_args=False).to_event(1))
 
-    # -- the direct path of DirectTrace_ELBO ---------------------------------------
-    def direct_elbo_loss(self, x: torch.Tensor, num_data: int | None = None, *, prefix: str = "") -> torch.Tensor:
-        """The single-sample negative ELBO of :meth:`model`/:meth:`guide`, as :class:`~pyro.infer.Trace_ELBO`
-        computes it, without tracing (the direct path of :class:`~hybridpgm.infer.DirectTrace_ELBO`).
-
-        .. math::
-
-            -s \\sum_n \\big(\\log p(z_n) + \\log p_\\theta(x_n \\mid z_n) - \\log q_\\phi(z_n \\mid x_n)\\big),
-            \\qquad z_n = \\mu_\\phi(x_n) + \\sigma_\\phi(x_n) \\odot \\epsilon_n,
-
-        with :math:`s = \\text{num\\_data} / B` (1 without ``num_data``): the same checks, the same
-        :math:`\\epsilon` drawn from the same RNG state and the same operations in the same order as the traced
-        program, so loss and gradients equal ``Trace_ELBO``'s.
-
-        :param x: observations, ``batch x D`` (one example ``[D]`` is refused, as by :meth:`model`: pass
-            ``x[None]``).
-        :param num_data: full data size when ``x`` is a mini-batch (see :meth:`model`).
-        :param str prefix: the site names' prefix of :meth:`model` (the loss does not depend on it).
-        :returns: a 0-d tensor.
-        :raises DataError: as :meth:`model` (an empty batch and one example ``[D]`` included)."""
-        site_prefix(prefix, "VAE.model")
-        x = self._check(x)
-        batch = x.shape[0]
-        if not batch:
-            raise DataError(f"VAE argument 'x'{describe_origin()} is an empty batch (shape {tuple(x.shape)}): "
-                            "the ELBO of no data is not defined")
-        scale = 1.0 if num_data is None else 1.0 * check_num_data(num_data, batch, model="VAE") / batch
-        loc, sd = self._encode(x)
-        posterior = dist.Normal(loc, sd, validate_args=False)
-        z = posterior.rsample()
-        prior = dist.Normal(x.new_zeros(x.shape[:-1] + (self.z_dim,)), x.new_ones(()), validate_args=False)
-        out = self._net(self.decoder, z, "decoder")
-        terms = (prior.log_prob(z).sum(-1), self._likelihood(out, validate=False).log_prob(x),
-                 posterior.log_prob(z).sum(-1))
-        if scale != 1.0:
-            terms = tuple(t * scale for t in terms)
-        log_prior, log_lik, log_q = (t.sum() for t in terms)
-        return -(log_prior + log_lik - log_q)
-
-    # -- utilities --------------------------------------------------------------
-    @renamed_keyword(n="num_samples")
-    @torch.no_grad()
-    @keyword_only_soon("mean")
-    def sample(self, num_samples: int, *, mean: bool = True, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``num_samples x D`` samples from :math:`p_\\theta(x)`, in the parameters' dtype and on their device.
-
-        :param bool mean: return the likelihood's mean (Bernoulli probabilities; the default) instead of draws.
-        :param num_samples: the number of samples (the old keyword ``n=`` still works for one release, with a
-            :class:`FutureWarning`: :func:`~hybridpgm.keyword_alias.renamed_keyword`).
-        :param generator: a :class:`torch.Generator` for the draws (on the parameters' device); ``None`` draws
-            from torch's global stream.  The decoder runs with torch's global streams seeded from one draw of it
-            whatever its mode (its dropout too), restored after (:func:`~hybridpgm.rng_scope.seeded_from_generator`).
-        :raises ConfigError: ``num_samples`` is not a non-negative integer, ``mean`` not ``True`` or ``False``,
-            ``num_samples == 1`` in training mode with ``batch_norm=True``, both ``num_samples`` and ``n``
-            are given, or ``generator`` is neither a :class:`torch.Generator` nor ``None``."""
-        mean = flag(mean, "VAE.sample mean")
-        generator = generator_or_none(generator, "VAE.sample generator")
-        num_samples = sample_count(num_samples, "VAE.sample num_samples")
-        like = self._reference("decoder")
-        with holding_global_state():  # every draw: none from the global stream amid another thread's fit step
-            z = torch.randn(num_samples, self.z_dim, dtype=like.dtype, device=like.device, generator=generator)
-            # a batch norm's running statistics as training left them; the decoder's draws from the generator
-            with keeping_module_state(self), seeded_from_generator(generator, [self.decoder]):
-                out = self._net(self.decoder, z, "decoder")
-            if self.likelihood == "bernoulli":
-                return torch.sigmoid(out) if mean else torch.bernoulli(torch.sigmoid(out), generator=generator)
-            return out if mean else out + self.log_scale.exp() * torch.randn(out.shape, dtype=out.dtype,
-                                                                             device=out.device, generator=generator)
-
-    @over_batch_shape("VAE", lambda vae: vae.x_dim)
-    @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Decode the guide's mean: the ``[..., D]`` mean of :math:`p_\\theta(x \\mid \\mu_\\phi(x))`, row by row.
-
-        :param x: ``[..., D]`` data, checked as by :meth:`model`: ``batch x D``, one example ``[D]`` (a ``[D]``
-            result, that of ``x[None]`` without its row dimension), or any batch shape (flattened into rows and
-            restored: :func:`~hybridpgm.batch_shapes.over_batch_shape`).
-        :param generator: a :class:`torch.Generator` (on any device) for the networks' draws (a dropout in
-            training mode, or one that draws in evaluation mode too); ``None`` draws from torch's global streams.
-            The encoder and decoder run, whatever their modes, with torch's global streams seeded from one draw of
-            it and restored after (:func:`~hybridpgm.rng_scope.seeded_from_generator`, as in :meth:`sample`): the
-            reconstruction is a function of its state and the caller's streams do not move.
-        :raises ConfigError: ``generator`` is neither a :class:`torch.Generator` nor ``None``.
-        :raises DataError: bad ``x`` (see :meth:`model`; a last dimension other than ``D``).
-        :raises DeviceError: ``x`` is not on the parameters' device."""
-        generator = generator_or_none(generator, "VAE.reconstruct generator")
-        x = self._check(x)
-        with keeping_module_state(self), seeded_from_generator(generator, [self.encoder, self.decoder]):
-            out = self._net(self.decoder, self._encode(x)[0], "decoder")
-        return torch.sigmoid(out) if self.likelihood == "bernoulli" else out
-
-
-def _widened(out: torch.Tensor) -> torch.Tensor:
-    """A network's output ``out`` in at least float32 where autocast is on
-    (:func:`~hybridpgm.precision_scope.exact_dtype`), as it came elsewhere (a float64 VAE, or one made bfloat16
-    by ``model.to(torch.bfloat16)``, keeps its dtype): one :func:`~hybridpgm.precision_scope.any_autocast` call
-    outside autocast.
-
-    Taken on in 16 bits, a bfloat16 :math:`\\mu_\\phi(x) \\approx 5` with :math:`\\sigma_\\phi(x) \\approx
-    7 \\cdot 10^{-3}` rounded :math:`z` by up to :math:`0.016 \\approx 2\\sigma` and :math:`\\log q(z \\mid x)`
-    with it (the ELBO was off by 640-800 nats), and float16's :math:`\\sigma \\approx 1.5 \\cdot 10^{-4}` at
-    :math:`\\mu \\approx 20` gave NaN."""
-    return out.to(exact_dtype(out)) if any_autocast() else out
 
 
 #: the pair whose ELBO :meth:`VAE.direct_elbo_loss` computes (read by ``direct_elbo_path``)

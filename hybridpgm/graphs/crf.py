@@ -24,9 +24,12 @@ CRFs.  Sequences of different lengths share one padded tensor: positions
 marginals and :meth:`entropy` (they may hold anything, NaN and +-inf too) and
 set to 0 by :meth:`sample` / :meth:`argmax`.  A -inf score forbids a label
 (unary, start, end) or a label pair (transition, e.g. BIO constraints): every
-query stays exact and NaN-free; a sequence whose every labelling meets a -inf
-score has log Z = -inf, and with validation on its other queries raise
-:class:`~hybridpgm.errors.ModelSpecError`.
+query stays exact and NaN-free while each sequence keeps a labelling of finite score.  A sequence whose every
+labelling meets a -inf score has log Z = -inf; with validation on its other queries raise
+:class:`~hybridpgm.errors.ModelSpecError`, and with it off (nothing read) its :meth:`log_prob` is NaN,
+:math:`s(y) - \\log Z = -\\infty - (-\\infty)` for every ``y``, its :meth:`score` and :meth:`entropy` -inf, and
+its marginals, :meth:`argmax` and :meth:`sample` numbers and labels without meaning (the other sequences' stay
+exact).
 
 **References**
 
@@ -81,7 +84,12 @@ class LinearChainCRF(CRFSupport, CRFMarginals, Distribution, TorchDistributionMi
     :param torch.Tensor lengths: optional ``batch_shape`` long, each in ``0..T`` (any integer dtype; a floating,
         complex or bool tensor raises :class:`~hybridpgm.errors.ModelSpecError`, with validation off too), on
         any device (it is copied to ``unary``'s: CPU lengths, as ``pack_padded_sequence`` wants them, are fine);
-        one per sequence: a shape that would enlarge the potentials' batch (a column ``[B, 1]``) is refused.
+        one per sequence: a shape that would enlarge the potentials' batch (a column ``[B, 1]``) is refused.  A
+        length outside ``0..T`` is refused with validation off too wherever that needs no device
+        synchronisation: inside :func:`hybridpgm.fit` at the step's one host read, elsewhere at once for lengths
+        given on the host (a CPU tensor, numbers) or a CRF on the CPU; outside ``fit``, lengths given on an
+        accelerator are not read with validation off (a negative length then gives numbers without meaning,
+        one past ``T`` torch's index error).
     :param validate_args: validation on (``True``) or off (``False``); ``None`` follows torch's global setting
         (:meth:`torch.distributions.Distribution.set_default_validate_args`), as every torch distribution.  With
         it on, the potentials and ``lengths`` are checked at construction and values at :meth:`log_prob` (whose
@@ -90,7 +98,8 @@ class LinearChainCRF(CRFSupport, CRFMarginals, Distribution, TorchDistributionMi
     :raises ModelSpecError: a potential of a dtype that is not floating point (bool, integer, complex), naming it
         and its dtype; lengths of a non-integer dtype, or of a shape enlarging the potentials' batch; (with validation
         on) NaN or +inf in ``transition``, ``start``, ``end`` or in ``unary`` within a sequence's length, naming
-        the index; a length outside ``0..T``, naming the first and its index.
+        the index; a length outside ``0..T``, naming the first and its index (with validation off too, where
+        reading it is free or deferred: see ``lengths``).
     :raises DeviceError: ``transition``, ``start`` or ``end`` on another device than ``unary`` (a
         :class:`CRFHead` left on the CPU behind a network moved to the GPU), naming the tensor and both devices;
         (with validation on) potentials on the meta device, which hold no values to validate.
@@ -248,7 +257,14 @@ class LinearChainCRF(CRFSupport, CRFMarginals, Distribution, TorchDistributionMi
         overrides :meth:`score` or :attr:`log_partition` (without overriding ``_score`` or ``_forward`` with it)
         gets ``self.score(value) - self.log_partition``, its own terms, each rounded to the working dtype first.
 
+        A sequence with no labelling of finite score (``log_partition`` -inf: each labelling meets a -inf unary,
+        transition, start or end score within its length) has no distribution: with validation on,
+        :class:`~hybridpgm.errors.ModelSpecError` naming its batch index (one host read a call); with validation
+        off nothing is read and its log-probability is NaN, :math:`s(y) - \\log Z = -\\infty - (-\\infty)`, for
+        every ``y`` (the other sequences' are exact; inside :func:`hybridpgm.fit` a NaN loss is a divergence).
+
         :param value: integer labels ``... + (T,)``, as for :meth:`score`.
+        :raises ModelSpecError: (with validation on) a sequence with no labelling of finite score.
         :raises EvidenceError: labels that do not end in ``(T,)`` or do not broadcast with the batch shape, that are
             not integers, or that hold a label outside ``0..L-1`` within a sequence's length.  The range is checked
             with validation off too, without a host read of its own: inside :func:`hybridpgm.fit` the check joins

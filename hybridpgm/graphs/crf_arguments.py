@@ -6,10 +6,11 @@ and ``(L,)`` or whose batch shapes do not broadcast, potentials on different dev
 numbers or not of an integer dtype (``.long()`` would truncate ``2.5`` silently); with validation on it also reads
 the values (the one host read of a valid CRF) and refuses NaN or
 :math:`+\\infty` in a potential (in ``unary`` within a sequence's length only: the padding may hold anything) and a
-length outside ``0..T`` (0: an empty sequence).  A :math:`-\\infty` score is allowed: it forbids a label or a
-transition.  Validation reads values, which :func:`torch.func.vmap`'s batched tensors cannot give: under
-``vmap`` a validating CRF raises :class:`~hybridpgm.errors.ConfigError` with :data:`VMAP_VALIDATION`
-(:func:`~hybridpgm.transform_scope.vmap_reads_refused`).
+length outside ``0..T`` (0: an empty sequence).  With validation off a length outside ``0..T`` is refused too
+wherever that costs no device synchronisation (:func:`_check_lengths_unvalidated`).  A :math:`-\\infty` score is
+allowed: it forbids a label or a transition.  Validation reads values, which :func:`torch.func.vmap`'s batched
+tensors cannot give: under ``vmap`` a validating CRF raises :class:`~hybridpgm.errors.ConfigError` with
+:data:`VMAP_VALIDATION` (:func:`~hybridpgm.transform_scope.vmap_reads_refused`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ import torch
 
 from hybridpgm.errors import DeviceError, ModelSpecError
 from hybridpgm.meta_data import META_ORIGIN, refuse_meta
+from hybridpgm.graphs.crf_labels import values_readable
 from hybridpgm.sequence_lengths import lengths_tensor
+from hybridpgm.train.deferred_checks import check_or_defer, deferring, reading_is_free
 from hybridpgm.transform_scope import vmap_reads_refused
 
 __all__ = ["VMAP_VALIDATION", "checked_arguments"]
@@ -73,6 +76,7 @@ def checked_arguments(unary, transition, start, end, lengths, validate: bool):
         if t.device != unary.device:  # else torch's error from inside the recursions (or .item() on meta)
             raise DeviceError(f"LinearChainCRF: {name} is on device {t.device}, unary on device {unary.device}; "
                               f"put the potentials on one device (a CRFHead: head.to({str(unary.device)!r}))")
+    given = lengths
     try:  # one length per CRF of the potentials' batch (one unary under a batch of transitions too)
         batch_shape = torch.broadcast_shapes(unary.shape[:-2], transition.shape[:-2], start.shape[:-1],
                                              end.shape[:-1])
@@ -91,7 +95,45 @@ def checked_arguments(unary, transition, start, end, lengths, validate: bool):
                     f"the potentials on a device that holds data ({META_ORIGIN})")
         with vmap_reads_refused(VMAP_VALIDATION):  # the checks read values
             _check_values(unary, transition, start, end, lengths)
+    else:
+        _check_lengths_unvalidated(given, lengths, T)
     return start, end, lengths, batch_shape
+
+
+def _outside(lengths: torch.Tensor, T: int) -> torch.Tensor:
+    """Where a length is outside ``0..T`` (no read)."""
+    return (lengths < 0) | (lengths > T)
+
+
+def _lengths_error(lengths: torch.Tensor, T: int) -> ModelSpecError:
+    """The error naming the first length outside ``0..T``, its index and how many are (reads ``lengths``)."""
+    outside = _outside(lengths, T)
+    pos = outside.nonzero()[0].tolist()
+    return ModelSpecError(f"LinearChainCRF: lengths must be integers in 0..{T}, got {int(lengths[tuple(pos)])} at "
+                          f"index {pos} ({int(outside.sum())} of {outside.numel()} outside)")
+
+
+def _check_lengths_unvalidated(given, lengths: torch.Tensor, T: int) -> None:
+    """With validation off, refuse a length outside ``0..T`` (a :class:`~hybridpgm.errors.ModelSpecError`, the
+    message of validation's) wherever that costs no device synchronisation: inside :func:`hybridpgm.fit`'s step
+    deferred to the step's one host read (:func:`~hybridpgm.train.deferred_checks.check_or_defer`), elsewhere
+    read at once where the lengths were given on the host (a CPU tensor, numbers) or the CRF is on the CPU.
+    Not checked where values cannot be read (:func:`~hybridpgm.graphs.crf_labels.values_readable`: ``vmap``,
+    tracing, ``meta``) and, outside ``fit``, for lengths given on an accelerator (or as numbers to a CRF there):
+    there, as before, a negative length reads scores before the sequence (numbers without meaning) and one above
+    ``T`` past its end (torch's index error, a device-side assert on CUDA).
+
+    Without this, a negative length gave a finite log Z and log-probability of no labelling at all."""
+    if given is None or not values_readable(lengths):  # None: every sequence at its full length T
+        return
+    if deferring():  # fit's step: no read of its own, even a free one (the step's reads are counted)
+        check_or_defer(~_outside(lengths, T).any(), lambda: _lengths_error(lengths, T),
+                       f"LinearChainCRF: lengths outside 0..{T}", ModelSpecError, about_data=False)
+        return
+    host = (given if isinstance(given, torch.Tensor) and reading_is_free(given)
+            else lengths if reading_is_free(lengths) else None)
+    if host is not None and bool(_outside(host, T).any()):  # a read of host memory: no synchronisation
+        raise _lengths_error(host, T)
 
 
 def _check_values(unary, transition, start, end, lengths) -> None:
@@ -99,12 +141,8 @@ def _check_values(unary, transition, start, end, lengths) -> None:
     ``unary`` within a sequence's length only).  One host read where all is well; the message's reads only
     where a check fails."""
     T = unary.shape[-2]
-    outside = (lengths < 0) | (lengths > T)
-    if bool(outside.any()):  # the one host read; the message's reads only where it fails
-        pos = outside.nonzero()[0].tolist()
-        raise ModelSpecError(f"LinearChainCRF: lengths must be integers in 0..{T}, got "
-                             f"{int(lengths[tuple(pos)])} at index {pos} ({int(outside.sum())} of "
-                             f"{outside.numel()} outside)")
+    if bool(_outside(lengths, T).any()):  # the one host read; the message's reads only where it fails
+        raise _lengths_error(lengths, T)
     inside = (torch.arange(T, device=unary.device) < lengths[..., None])[..., None]  # padding is ignored
     for name, t in (("unary", unary), ("transition", transition), ("start", start), ("end", end)):
         bad = torch.isnan(t) | (t == float("inf"))  # -inf is a forbidden label / transition

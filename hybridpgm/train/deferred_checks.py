@@ -26,8 +26,8 @@ import torch
 from hybridpgm.errors import DataError
 from hybridpgm.train.traced_checks import DATA_NOTE, MODEL_NOTE, assert_in_trace, describe_check
 
-__all__ = ["DeferredChecks", "check_or_defer", "checks_read_once", "deferring_checks", "read_checks_once",
-           "reading_is_free"]
+__all__ = ["DeferredChecks", "check_or_defer", "checks_read_once", "deferring", "deferring_checks",
+           "read_checks_once", "reading_is_free"]
 
 _F = TypeVar("_F", bound=Callable)
 
@@ -42,6 +42,12 @@ def reading_is_free(t: torch.Tensor) -> bool:
     only where this holds, and elsewhere runs its fixed number of iterations.
     """
     return t.device.type == "cpu"
+
+
+def deferring() -> bool:
+    """Whether checks are deferred here (inside :func:`deferring_checks`, as in :func:`hybridpgm.fit`'s step):
+    :func:`check_or_defer` then records a check without a host read, where outside it reads at once."""
+    return _PENDING.get() is not None
 
 
 class DeferredChecks:

@@ -131,3 +131,38 @@ def test_data_conditioned_through_pyro_is_validated_as_the_likelihood_s_support(
         pyro.poutine.trace(nan).get_trace(None, num_data=4).log_prob_sum()
     binary = pyro.poutine.condition(VAE(5, 2, (8,)).model, {"x": grey.round()})
     assert torch.isfinite(pyro.poutine.trace(binary).get_trace(None, num_data=4).log_prob_sum())
+
+
+class _ListRows(Dataset):
+    """Examples as Python lists (or tuples) of numbers: torch's default_collate makes one tensor per feature."""
+
+    def __init__(self, x, kind=list):
+        self.x, self.kind = x, kind
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return self.kind(self.x[i].tolist())
+
+
+@pytest.mark.parametrize("features", [1, 2, 6])
+@pytest.mark.parametrize("kind", [list, tuple])
+@pytest.mark.parametrize("elbo", ["direct", "trace"])
+def test_a_dataset_of_lists_of_numbers_is_a_data_error_naming_the_per_feature_batch(binary, features, kind, elbo):
+    # the direct path (SVIObjective's default) and Trace_ELBO's traced programs alike; D >= 3 was a raw
+    # TypeError of the positional arguments, D <= 2 a shape error that did not say why
+    vae = VAE(features, 2, (8,))
+    objective = SVIObjective(vae.model, vae.guide, None if elbo == "direct" else pyro.infer.Trace_ELBO())
+    with pytest.raises(DataError, match=rf"VAE\.(direct_elbo_loss|guide) got {features} tensor\(s\) of shape \(4,\) "
+                       r"as its positional arguments \(training data.*one per feature: the batch of a Dataset whose "
+                       r"__getitem__ returns a list or tuple of numbers.*torch.tensor\(values"):
+        fit(objective, _ListRows(binary[:, :features], kind), epochs=1, batch_size=4, progress=False)
+
+
+@pytest.mark.parametrize("method", ["model", "guide", "direct_elbo_loss"])
+def test_positional_arguments_after_num_data_are_a_data_error(binary, method):
+    vae = VAE(6, 2, (8,))
+    labels = torch.zeros(12)
+    with pytest.raises(DataError, match=rf"VAE\.{method}\(x, \.\.\.\) got 2 positional argument\(s\) after x"):
+        getattr(vae, method)(binary, 12, labels)

@@ -36,3 +36,35 @@ def test_lengths_of_a_batch_that_the_transitions_make_are_taken(validate):
     with pytest.raises(ModelSpecError, match=r"lengths of shape \(2, 1\) would enlarge the sequences' batch shape "
                                              r"\(2,\) to \(2, 2\)"):
         LinearChainCRF(unary, transition, lengths=lengths[:, None], validate_args=validate)
+
+
+@pytest.mark.parametrize("given", ["tensor", "list"])
+@pytest.mark.parametrize("length", [-1, -3, 5])
+def test_a_length_outside_0_to_T_is_refused_with_validation_off_too_where_reading_is_free(length, given):
+    """VAESPLIT (session 40): with ``validate_args=False`` a negative length gave a finite log Z and log-probability
+    (of no labelling at all) and one above ``T`` a raw ``RuntimeError`` from the forward recursion's indexing.  On
+    the host the check reads no device memory, so it runs with validation off too: validation's message."""
+    unary, transition = torch.zeros(3, 4, 2), torch.zeros(2, 2)
+    lengths = [4, length, 2]
+    lengths = torch.tensor(lengths) if given == "tensor" else lengths
+    with pytest.raises(ModelSpecError, match=rf"lengths must be integers in 0\.\.4, got {length} at index \[1\] "
+                                             r"\(1 of 3 outside\)"):
+        LinearChainCRF(unary, transition, lengths=lengths, validate_args=False)
+    assert LinearChainCRF(unary, transition, lengths=[4, 0, 2], validate_args=False).log_partition[1] == 0
+
+
+def test_lengths_on_an_accelerator_are_checked_inside_fits_step_only(monkeypatch):
+    """Where reading the lengths would synchronise a device (taken as such here), validation off checks them only
+    inside fit's step, deferred to its one host read (:func:`~hybridpgm.train.deferred_checks.deferring_checks`),
+    and not at all outside it: no host read of its own either way."""
+    from hybridpgm.graphs import crf_arguments
+    from hybridpgm.train.deferred_checks import deferring_checks
+
+    monkeypatch.setattr(crf_arguments, "reading_is_free", lambda t: False)
+    unary, transition, lengths = torch.zeros(3, 4, 2), torch.zeros(2, 2), torch.tensor([4, 7, 2])
+    LinearChainCRF(unary, transition, lengths=lengths, validate_args=False)  # not read: documented
+    with deferring_checks() as pending:
+        LinearChainCRF(unary, transition, lengths=lengths, validate_args=False)  # recorded, not read
+    assert len(pending.flags) == 1
+    with pytest.raises(ModelSpecError, match=r"lengths must be integers in 0\.\.4, got 7 at index \[1\]"):
+        pending.raise_first_failure()  # the step's read

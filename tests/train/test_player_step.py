@@ -10,7 +10,6 @@ from torch.overrides import TorchFunctionMode
 from hybridpgm import fit
 from hybridpgm.errors import TrainingDivergedError
 from hybridpgm.train import load_checkpoint
-from hybridpgm.train.callbacks import EarlyStopping
 from hybridpgm.train.distributed import DistributedContext
 from hybridpgm.train.player_step import Player
 from tests.train.helpers import LinearRegression, host_reads_per_step, regression_data
@@ -170,112 +169,6 @@ def test_the_guard_adds_no_host_read_per_step(monkeypatch):
     assert host_reads_per_step(monkeypatch, optim=SGD) == 1
 
 
-@pytest.mark.parametrize("accumulate", [1, 2])
-def test_fit_takes_written_out_gradients_and_lands_where_autograd_does(monkeypatch, accumulate):
-    """An RBM trained by CD-1 through ``fit``: by default on the gradients the RBM writes out
-    (``loss_and_gradients``); with a hook on a parameter, on autograd's, the hook firing.  Same seed,
-    same draws, the same parameters after the epoch."""
-    from hybridpgm.energy import RBM
-    from hybridpgm.infer import ContrastiveDivergence
-
-    written = []
-    original = RBM.contrastive_gap_and_gradients
-    monkeypatch.setattr(RBM, "contrastive_gap_and_gradients",
-                        lambda self, *a, **k: written.append(1) or original(self, *a, **k))
-    data = torch.bernoulli(torch.full((48, 7), 0.4, dtype=torch.float64), generator=torch.Generator().manual_seed(0))
-
-    def train(hook):
-        torch.manual_seed(0)
-        rbm = RBM(7, 5, init_scale=0.3).double()
-        fired = []
-        if hook:
-            rbm.weight.register_hook(lambda g: fired.append(1))
-        written.clear()
-        fit(ContrastiveDivergence(rbm, 1), data, epochs=2, batch_size=12, accumulate=accumulate, optim=SGD,
-            progress=False, seed=0)
-        return rbm, len(written), len(fired)
-
-    direct, direct_calls, _ = train(hook=False)
-    hooked, hooked_calls, fired = train(hook=True)
-    assert direct_calls == 8 * accumulate and hooked_calls == 0 and fired == 8 * accumulate
-    for a, b in zip(direct.parameters(), hooked.parameters()):
-        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
-    assert not torch.equal(direct.weight, RBM(7, 5).double().weight)
-
-
-class WrittenOutRegression(LinearRegression):
-    """Least squares with its gradients written out; ``spoil`` breaks them on purpose."""
-
-    def __init__(self, spoil=None):
-        super().__init__()
-        self.spoil = spoil
-
-    def loss_and_gradients(self, player, batch):
-        x, y = batch
-        weight, bias = self.module.weight, self.module.bias
-        with torch.no_grad():
-            r = 2 * (x @ weight.T + bias - y) / y.numel()
-            grads = {weight: r.T @ x, bias: r.sum(0)}
-            loss = (r ** 2).sum() * y.numel() / 4
-        if self.spoil == "shape":
-            grads[bias] = grads[bias].expand(2).clone()
-        elif self.spoil == "dtype":
-            grads[weight] = grads[weight].double()
-        elif self.spoil == "outsider":
-            grads[torch.nn.Parameter(torch.zeros(1))] = torch.zeros(1)
-        return loss, grads
-
-
-def test_written_out_least_squares_trains_as_autograd_does():
-    x, y = regression_data()
-    direct, autograd = WrittenOutRegression(), LinearRegression()
-    for objective in (direct, autograd):
-        fit(objective, (x, y), epochs=3, batch_size=16, accumulate=2, optim=SGD, progress=False, seed=0)
-    for a, b in zip(direct.module.parameters(), autograd.module.parameters()):
-        torch.testing.assert_close(a, b)
-
-
-@pytest.mark.parametrize("spoil,message", [("shape", r"shape \(2,\).*for parameter 'bias' of shape \(1,\)"),
-                                           ("dtype", "torch.float64 on cpu for parameter 'weight' of shape"),
-                                           ("outsider", "1 parameter\\(s\\) outside player 'fit'")])
-def test_written_out_gradients_that_do_not_fit_the_player_are_an_error(spoil, message):
-    from hybridpgm.errors import ConfigError
-
-    with pytest.raises(ConfigError, match=message):
-        fit(WrittenOutRegression(spoil), regression_data(), epochs=1, batch_size=16, optim=SGD, progress=False)
-
-
-def test_a_loss_overridden_below_the_written_out_gradients_goes_through_autograd():
-    """A subclass that adds a penalty to ``loss`` only: its gradients are not the written-out ones, so
-    ``fit`` must back-propagate its ``loss`` (the penalty shrinks the weights far below those of plain
-    CD from the same start); an instance attribute ``loss`` likewise."""
-    from hybridpgm.energy import RBM
-    from hybridpgm.infer import ContrastiveDivergence
-    from hybridpgm.train.player_step import _writes_its_loss_gradients
-
-    class Penalised(ContrastiveDivergence):
-        def loss(self, player, batch):
-            return super().loss(player, batch) + (self.model.weight ** 2).sum()  # W shrinks by 0.8 a step
-
-    class Declared(Penalised):  # a subclass that says its loss_and_gradients goes with the loss it inherits
-        loss_and_gradients = ContrastiveDivergence.loss_and_gradients
-
-    data = torch.bernoulli(torch.full((20, 6), 0.5), generator=torch.Generator().manual_seed(0))
-    norms = {}
-    for make in (Penalised, ContrastiveDivergence):
-        torch.manual_seed(0)
-        rbm = RBM(6, 4, init_scale=0.5)
-        fit(make(rbm, 1), data, epochs=2, batch_size=10, optim=functools.partial(torch.optim.SGD, lr=0.1),
-            progress=False, seed=0)
-        norms[make] = rbm.weight.detach().abs().sum()
-    assert norms[Penalised] < 0.6 * norms[ContrastiveDivergence]  # 0.8 ** 4 = 0.41 of the start
-    assert not _writes_its_loss_gradients(Penalised(rbm, 1))
-    assert _writes_its_loss_gradients(ContrastiveDivergence(rbm, 1)) and _writes_its_loss_gradients(Declared(rbm, 1))
-    plain = ContrastiveDivergence(rbm, 1)
-    plain.loss = lambda player, batch: ContrastiveDivergence.loss(plain, player, batch)
-    assert not _writes_its_loss_gradients(plain)
-
-
 def test_a_frozen_parameter_stays_put_and_the_others_train():
     """Found by an audit: a frozen parameter (requires_grad=False) in a player was passed to backward's
     inputs, a raw 'can't retain_grad' RuntimeError; the docs say fit keeps to autograd for it."""
@@ -290,26 +183,6 @@ def test_a_frozen_parameter_stays_put_and_the_others_train():
     fit(ContrastiveDivergence(rbm), x, epochs=1, batch_size=8, seed=0, progress=False, accumulate=2)
     assert torch.equal(frozen, before["visible_bias"])
     assert not torch.equal(rbm.weight, before["weight"]) and not torch.equal(rbm.hidden_bias, before["hidden_bias"])
-
-
-def test_accumulation_keeps_a_float64_loss_in_float64():
-    """Found by an audit: each micro-batch's loss was cast to float32 before its weight m_i / B, so a float64
-    model with accumulate=3 landed 1.3e-8 from one step on the whole batch (1e-16 now), and the history's loss
-    was float32-rounded."""
-    g = torch.Generator().manual_seed(1)
-    x = torch.randn(48, 5, generator=g, dtype=torch.float64)
-    y = x @ torch.randn(5, 1, generator=g, dtype=torch.float64) + 0.1
-
-    def run(accumulate):
-        objective = LinearRegression(d_in=5)
-        objective.module.double()
-        result = fit(objective, (x, y), batch_size=12, accumulate=accumulate, epochs=2, seed=0, shuffle=False,
-                     progress=False, optim=functools.partial(torch.optim.SGD, lr=0.1))
-        return objective.module.weight.detach(), result.history.loss["fit"]
-
-    (w1, l1), (w3, l3) = run(1), run(3)
-    assert (w1 - w3).abs().max() < 1e-14
-    assert max(abs(a - b) for a, b in zip(l1, l3)) < 1e-14
 
 
 class LogOfRows:
@@ -381,91 +254,6 @@ def test_a_failing_explanation_never_masks_the_divergence(accumulate):
                                                     r"non-finite loss \(KeyError: 'no such column'\)$") as caught:
         fit(objective, _rows(0), accumulate=accumulate, **FIT_ONE)
     assert caught.value.step == 0 and caught.value.player == "fit" and len(objective.calls) == 1
-
-
-class Float64Offset:
-    """``offset + w^2`` in float64 (one weight, ``w = 1`` at the start): under SGD with learning rate ``lr`` the
-    loss falls strictly, by less than float32's spacing at ``1e6`` (0.0625) per step, and its exact values
-    replay on the host as ``w <- (1 - 2 lr) w``."""
-
-    def __init__(self, offset):
-        self.offset = offset
-        self.module = torch.nn.Module()
-        self.module.w = torch.nn.Parameter(torch.tensor([1.0], dtype=torch.float64))
-
-    def players(self):
-        return {"p": [self.module.w]}
-
-    def loss(self, player, batch):
-        return self.offset + (self.module.w ** 2).sum() + 0 * batch.sum()
-
-    @staticmethod
-    def replay(offset, steps, lr=0.01):
-        w, out = 1.0, []
-        for _ in range(steps):
-            out.append(offset + w * w)
-            w -= lr * 2 * w
-        return out
-
-
-FIT_F64 = dict(batch_size=10, progress=False, seed=0, optim=functools.partial(torch.optim.SGD, lr=0.01))
-
-
-def test_a_float64_loss_reaches_the_history_the_callbacks_and_the_scheduler_unrounded():
-    """Found by an audit: the step's loss was read on the host as float32, so the history of ``1e6 + w^2`` was
-    off by up to 0.024 and repeated values; ReduceLROnPlateau and EarlyStopping saw a strictly falling loss
-    stall (EarlyStopping(patience=2) stopped after 16 of 50 steps)."""
-    seen = []
-
-    class Record:
-        def on_step_end(self, info):
-            seen.append(info.losses["p"])
-
-    steps = 50
-    x = torch.zeros(10, 1, dtype=torch.float64)
-    plateau = functools.partial(torch.optim.lr_scheduler.ReduceLROnPlateau, patience=0, threshold=0.0)
-    result = fit(Float64Offset(1e6), x, epochs=steps, lr_scheduler=plateau,
-                 callbacks=[Record(), EarlyStopping("p", patience=2)], **FIT_F64)
-    exact = Float64Offset.replay(1e6, steps)
-    assert result.steps == steps and not result.stopped_early
-    assert max(abs(a - b) for a, b in zip(result.history.loss["p"], exact)) < 1e-9
-    assert seen == result.history.loss["p"]
-    assert result.optimizers["p"].param_groups[0]["lr"] == 0.01  # never reduced: every step improved
-
-
-@pytest.mark.parametrize("skip_nonfinite", [False, True])
-def test_a_finite_float64_loss_beyond_float32s_range_is_not_a_divergence(skip_nonfinite):
-    """Found by an audit: a float64 loss of 1e300 read as inf on the host (float32 overflows at 3.4e38), so the
-    history recorded inf for a finite, healthy run."""
-    objective = Float64Offset(1e300)
-    result = fit(objective, torch.zeros(10, 1, dtype=torch.float64), epochs=3, skip_nonfinite=skip_nonfinite,
-                 **FIT_F64)
-    assert result.history.loss["p"] == [1e300] * 3
-    assert not result.diverged and result.skipped_steps == {"p": 0}
-    assert objective.module.w.item() == pytest.approx(0.98 ** 3, rel=1e-12)  # every step was taken
-
-
-def test_fit_keeps_no_objective_class_alive():
-    """Before, ``functools.lru_cache(maxsize=None)`` on the per-class check of written-out gradients kept every
-    objective class ``fit`` had seen (and its closure and globals) for the life of the process: a notebook cell
-    that defines and fits an objective, re-run, kept one class per run."""
-    import gc
-    import weakref
-
-    from hybridpgm.train.player_step import _writes_its_loss_gradients
-
-    refs = []
-    for _ in range(3):  # the cell, re-run
-        class CellObjective(LinearRegression):
-            pass
-
-        objective = CellObjective()
-        fit(objective, regression_data(), epochs=1, batch_size=16, progress=False, seed=0)
-        assert not _writes_its_loss_gradients(objective)  # the cached answer is the right one
-        refs.append(weakref.ref(CellObjective))
-        del CellObjective, objective
-    gc.collect()
-    assert [ref() for ref in refs] == [None, None, None]
 
 
 class _FrozenDecoder:
@@ -547,106 +335,6 @@ def test_a_player_whose_parameters_are_all_frozen_is_not_stepped_and_its_loss_is
         assert len(result.history.loss["a"]) == 3 and all(torch.isfinite(torch.tensor(result.history.loss["a"])))
 
 
-class _Counted(LinearRegression):
-    """Least squares in float64, counting its loss's calls."""
-
-    def __init__(self):
-        super().__init__(d_in=5)
-        self.module.double()
-        self.calls = 0
-
-    def loss(self, player, batch):
-        self.calls += 1
-        return super().loss(player, batch)
-
-
-LBFGS = functools.partial(torch.optim.LBFGS, lr=1, max_iter=40, line_search_fn="strong_wolfe", tolerance_grad=1e-12,
-                          tolerance_change=1e-15)
-
-
-@pytest.mark.parametrize("accumulate", [1, 3])
-def test_lbfgs_reaches_the_least_squares_solution_and_evaluates_once_per_closure_call(accumulate):
-    """Found by an audit: optim=torch.optim.LBFGS failed at the first step with a raw TypeError (step() missing
-    its closure).  fit steps it with a closure over the player's micro-batches (accumulation included): one
-    step lands on the least-squares solution, the history's first loss is the one at the starting parameters,
-    and the loss runs accumulate times per function evaluation L-BFGS counts (the first evaluation is the one
-    fit ran already, not repeated)."""
-    x, y = (t.double() for t in regression_data(48))
-    objective = _Counted()
-    start = ((objective.module(x) - y) ** 2).mean().item()
-    result = fit(objective, (x, y), batch_size=48, accumulate=accumulate, max_steps=2, seed=0, shuffle=False,
-                 progress=False, optim=LBFGS, device="cpu")
-    design = torch.cat([x, torch.ones(48, 1, dtype=torch.float64)], 1)
-    solution = torch.linalg.lstsq(design, y).solution.reshape(-1)
-    found = torch.cat([objective.module.weight.detach().reshape(-1), objective.module.bias.detach()])
-    assert (found - solution).abs().max().item() < 1e-8
-    optimum = ((design @ solution - y.reshape(-1)) ** 2).mean().item()
-    assert result.history.loss["fit"][0] == pytest.approx(start, rel=1e-12)
-    assert result.history.loss["fit"][1] == pytest.approx(optimum, rel=1e-10)
-    state = result.optimizers["fit"].state_dict()["state"][0]
-    assert objective.calls == state["func_evals"] * accumulate > 2 * accumulate
-
-
-def test_lbfgs_with_clipping_clips_every_evaluation():
-    """Each evaluation of the closure is clipped as the first one is: with a tiny clip_grad_norm every gradient
-    L-BFGS sees has that norm at most (recorded from inside the optimizer's step)."""
-    x, y = (t.double() for t in regression_data(32))
-    seen = []
-
-    class Recording(torch.optim.LBFGS):
-        def step(self, closure):
-            def recorded():
-                loss = closure()
-                seen.append(torch.cat([p.grad.reshape(-1) for p in self.param_groups[0]["params"]]).norm().item())
-                return loss
-            return super().step(recorded)
-
-    fit(_Counted(), (x, y), batch_size=32, max_steps=1, seed=0, progress=False, clip_grad_norm=1e-3, device="cpu",
-        optim=functools.partial(Recording, lr=1e-3, max_iter=5))
-    assert len(seen) > 1 and max(seen) <= 1e-3 * (1 + 1e-9)
-
-
-def test_lbfgs_trains_a_bayes_net_to_its_table_mle():
-    """Found by an audit: optim=torch.optim.LBFGS failed with a raw TypeError.  A Bayesian network with table CPDs
-    and complete data, trained by fit with L-BFGS through SVIObjective (with accumulation too), reaches its
-    maximum-likelihood tables, the normalised counts, to 1e-6."""
-    from hybridpgm.graphs import BayesNet, cpd
-    from hybridpgm.infer import SVIObjective
-
-    g = torch.Generator().manual_seed(0)
-    a = torch.multinomial(torch.tensor([0.5, 0.3, 0.2]), 60, replacement=True, generator=g)
-    b = torch.bernoulli(torch.tensor([0.2, 0.7, 0.5])[a], generator=g).long()
-    counts_a = torch.bincount(a, minlength=3).double()
-    counts_ab = torch.zeros(3, 2, dtype=torch.float64).index_put_((a, b), torch.ones(60, dtype=torch.float64),
-                                                                  accumulate=True)
-    for accumulate in (1, 3):
-        bn = BayesNet()
-        bn.add("a", cpd.Table(torch.full((3,), 1 / 3, dtype=torch.float64)))
-        bn.add("b", cpd.Table(torch.full((3, 2), 0.5, dtype=torch.float64), ["a"]))
-        fit(SVIObjective(bn.model, bn.guide), torch.stack([a, b], 1), batch_size=60, accumulate=accumulate,
-            max_steps=3, seed=0, progress=False, device="cpu",
-            optim=functools.partial(torch.optim.LBFGS, lr=1, max_iter=50, line_search_fn="strong_wolfe",
-                                    tolerance_grad=1e-9, tolerance_change=1e-12))
-        assert (bn.cpds["a"].probs - counts_a / counts_a.sum()).abs().max().item() < 1e-6
-        assert (bn.cpds["b"].probs - counts_ab / counts_ab.sum(-1, keepdim=True)).abs().max().item() < 1e-6
-
-
-def test_an_lbfgs_run_resumed_from_its_checkpoint_ends_as_an_uninterrupted_one(tmp_path):
-    """L-BFGS's state (its curvature pairs, the last direction and step) is checkpointed and restored: a run stopped
-    after 2 steps and resumed to 4 ends bit for bit where 4 uninterrupted steps end."""
-    x, y = regression_data(48)
-    lbfgs = functools.partial(torch.optim.LBFGS, lr=1, max_iter=5)
-    options = dict(batch_size=16, seed=0, progress=False, optim=lbfgs, device="cpu")
-    fit(LinearRegression(), (x, y), max_steps=2, checkpoint=tmp_path / "c.pt", **options)
-    resumed = LinearRegression()
-    result = fit(resumed, (x, y), max_steps=4, checkpoint=tmp_path / "c.pt", **options)
-    assert len(result.history.loss["fit"]) == 4
-    straight = LinearRegression()
-    fit(straight, (x, y), max_steps=4, **options)
-    assert all(torch.equal(p, q) for p, q in zip(resumed.module.parameters(), straight.module.parameters()))
-
-
-#: reductions that pass over a whole tensor, and the calls that read a tensor on the host
 _REDUCTIONS = {"sum", "nansum", "mean", "amax", "amin", "max", "min", "all", "any", "isfinite", "norm"}
 _HOST_READS = {"tolist", "item", "__bool__", "__float__", "__int__"}
 
