@@ -51,14 +51,28 @@ from hybridpgm.rng_scope import seeded_from_generator, seeded_globally_from
 __all__ = ["BayesianRegressor", "bayesianize", "mc_dropout_predict", "predictive_samples"]
 
 
-def _weight_prior(name: str, shape: torch.Size) -> Callable[[PyroModule], dist.Distribution]:
-    def prior(module: PyroModule) -> dist.Distribution:
+class _WeightPrior:
+    """The prior :math:`\\mathcal N(0, s^2 I)` of one weight of shape ``weight_shape``, as a
+    :class:`~pyro.nn.PyroSample` calls it: ``prior(module)``, :math:`s` the module's ``_prior_scale`` buffer
+    (so the distribution follows the module's device and dtype).
+
+    A class of this module rather than a closure, so that a bayesianized network pickles (a ``spawn`` or
+    ``forkserver`` child, ``MCMC(..., num_chains=4, mp_context="spawn")``, :func:`torch.save`).  An instance has no
+    ``__name__``, so :class:`~pyro.nn.PyroSample` renames nothing.  :func:`hybridpgm.save` reads ``weight_shape`` to
+    rebuild the network.
+
+    :param shape: the weight's shape."""
+
+    def __init__(self, shape: torch.Size | tuple[int, ...]):
+        self.weight_shape = tuple(shape)
+
+    def __call__(self, module: PyroModule) -> dist.Distribution:
         scale = module._prior_scale  # a buffer: follows the module's device and dtype
+        shape = torch.Size(self.weight_shape)
         return dist.Normal(scale.new_zeros(()), scale).expand(shape).to_event(len(shape))
 
-    prior.__name__ = f"prior_{name}"
-    prior.weight_shape = tuple(shape)  # what hybridpgm.save reads to rebuild the network
-    return prior
+    def __repr__(self) -> str:
+        return f"_WeightPrior(weight_shape={self.weight_shape})"
 
 
 def bayesianize(module: nn.Module, prior_scale: float = 1.0) -> PyroModule:
@@ -107,7 +121,7 @@ def bayesianize(module: nn.Module, prior_scale: float = 1.0) -> PyroModule:
                                                          device=reference.device))
         for name, param in params:
             delattr(sub, name)
-            setattr(sub, name, PyroSample(_weight_prior(name, param.shape)))
+            setattr(sub, name, PyroSample(_WeightPrior(param.shape)))
     return net
 
 

@@ -30,6 +30,7 @@ from typing import Any, Callable
 
 from hybridpgm.errors import CheckpointError
 from hybridpgm.keyword_alias import as_keywords
+from hybridpgm.main_module import MAIN, class_path, recorded_module, recorded_name
 from hybridpgm.serialization_specs import BUILTIN_SPECS
 from hybridpgm.serialization_structure import record_built
 
@@ -55,7 +56,9 @@ _SPEC_ATTR = "_hybridpgm_init"
 
 
 def _qualname(cls: type) -> str:
-    return f"{cls.__module__}.{cls.__qualname__}"
+    """The name a file records ``cls`` under: a class of the running script is ``__main__.<name>`` also in a
+    ``spawn``/``forkserver`` child, whose script is the module ``__mp_main__`` (:mod:`hybridpgm.main_module`)."""
+    return class_path(cls)
 
 
 def serializable(cls: type) -> type:
@@ -146,7 +149,7 @@ def _importable(module: str) -> bool:
     then, so importing it runs nothing).  No other module: importing one runs its body (``hybridpgm.__main__``
     runs the command line on the caller's ``sys.argv`` and exits)."""
     return module in MODEL_MODULES or module in _CLASS_MODULES or any(
-        cls.__module__ == module for cls in _REGISTRY.values())
+        recorded_module(cls.__module__) == module for cls in _REGISTRY.values())
 
 
 def _resolve(name: str) -> type:
@@ -154,12 +157,16 @@ def _resolve(name: str) -> type:
     :func:`_importable` allows it (loading an RBM imports no GPyTorch), then every module of
     :data:`MODEL_MODULES`; no other module is ever imported.
 
+    A name of the saving script's ``__mp_main__`` (a ``spawn`` child of an older release wrote it) is read as its
+    ``__main__`` (:func:`~hybridpgm.main_module.recorded_name`).
+
     :raises CheckpointError: ``name`` is not a string, or names no registered class (the name is given, with the
         module to import, or for a class of the saving script's ``__main__``, to define it again or move it to a
         module).
     """
     if not isinstance(name, str):
         raise CheckpointError(f"model file names class {name!r}, a {type(name).__name__}, not a qualified class name")
+    name = recorded_name(name)
     own = name.rpartition(".")[0]
     if name not in _REGISTRY and _importable(own):
         importlib.import_module(own)
@@ -171,7 +178,7 @@ def _resolve(name: str) -> type:
             f": it was defined in the script that saved the model ({own}, which no other program can import); "
             "define the same class, decorated with hybridpgm.serialization.serializable, in this program (a "
             "notebook cell will do) before loading, or move it to a module of its own that both programs import"
-            if own.partition(".")[0] == "__main__" else
+            if own.partition(".")[0] == MAIN else
             f" (a class of another module is registered when its module is imported before loading: import {own})"))
     return _REGISTRY[name]
 

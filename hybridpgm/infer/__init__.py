@@ -11,6 +11,7 @@ from hybridpgm.infer.crf_likelihood import CRFLikelihood, token_accuracy
 from hybridpgm.infer.direct_trace_elbo import DirectTrace_ELBO
 from hybridpgm.infer.evidence_table import EvidenceTable
 from hybridpgm.infer.gibbs import Gibbs
+from hybridpgm.infer.global_share import global_factor
 from hybridpgm.infer.grouped_optim import GroupedAdam, GroupedOptim
 from hybridpgm.infer.iwae import IWAE
 from hybridpgm.infer.log_z import LogZEstimate, estimate_log_z
@@ -65,6 +66,7 @@ __all__ = [
     "exact_map",
     "exact_marginals",
     "exact_sample",
+    "global_factor",
     "log_likelihood_bounds",
     "token_accuracy",
 ]

@@ -27,9 +27,11 @@ a latent site none of whose plates has the batch's size and whose value has no d
 observed site outside the plates is the batch's likelihood as one event, ``pyro.factor`` of a sum over the rows:
 never global; a regulariser of the parameters is a term of the update, not of the rows, and the model says so by
 writing it with :func:`global_factor`, which is global: a plain ``pyro.factor`` of it counts once per micro-batch).
-A global site in a plate that happens to have the batch's size (a plate of 4 features and a batch of 4 rows) is
-taken for an example's; sites added inside :func:`~hybridpgm.train.update_scope.weighted_per_update` are weighted
-by the model itself and left alone.
+A global site that happens to have the batch's size (``w`` of shape ``[3]`` on a micro-batch of 3 rows, a plate
+of 3 features) would meet that rule by coincidence: the probe is run again on the batch's rows twice over
+(:mod:`~hybridpgm.infer.row_probe`), and a site whose value's shape and plates do not follow the rows is global
+(before, it was taken for an example's and counted once per micro-batch: 0.080 off after 3 epochs); sites added
+inside :func:`~hybridpgm.train.update_scope.weighted_per_update` are weighted by the model itself and left alone.
 An enumerated site outside the batch's plates (a global discrete latent that
 :class:`~pyro.infer.TraceEnum_ELBO` or :class:`~pyro.infer.TraceTMC_ELBO` sums out) is refused under a share other
 than 1 with a :class:`~hybridpgm.errors.ConfigError` naming it: the batch's term
@@ -59,7 +61,7 @@ outside the data plate at any ``accumulate``.
 from __future__ import annotations
 
 import contextlib
-from typing import Iterable
+from typing import Callable, Iterable
 
 import pyro
 import pyro.distributions as dist
@@ -71,8 +73,8 @@ from pyro.poutine.util import site_is_subsample
 from hybridpgm.errors import ConfigError
 from hybridpgm.train.update_scope import micro_batch_share, weighted_per_update_active
 
-__all__ = ["GLOBAL_FACTOR", "GlobalShare", "enumerated_site_error", "global_factor", "refuse_joint_weights",
-           "share_scope", "sites_outside_batch_plates"]
+__all__ = ["GLOBAL_FACTOR", "GlobalShare", "GlobalSites", "enumerated_site_error", "global_factor",
+           "refuse_joint_weights", "share_scope", "site_layout", "sites_outside_batch_plates"]
 
 #: the ``infer`` key of a :func:`global_factor` site
 GLOBAL_FACTOR = "hybridpgm_global_factor"
@@ -102,9 +104,14 @@ def global_factor(name: str, log_factor: torch.Tensor, *, has_rsample: bool | No
     pyro.sample(name, unit, obs=unit.sample(), infer={"is_auxiliary": True, GLOBAL_FACTOR: True})
 
 
-def sites_outside_batch_plates(traces: Iterable[poutine.Trace], batch: int) -> frozenset[str]:
+def sites_outside_batch_plates(traces: Iterable[poutine.Trace], batch: int,
+                               doubled: Callable[[], tuple[poutine.Trace, ...] | None] | None = None
+                               ) -> frozenset[str]:
     """The names of the latent sample sites of ``traces`` none of whose plates has ``batch`` elements and whose
-    value has no dimension of ``batch`` elements (global sites: one term per batch, not per example).
+    value has no dimension of ``batch`` elements (global sites: one term per batch, not per example), and, given
+    ``doubled``, those that the rule takes for the rows' but that keep their value's shape and their plates
+    (:func:`site_layout`) on the batch's rows twice over: a global latent of as many elements as the batch has rows
+    (``w`` of shape ``[3]`` on a micro-batch of 3 rows, a plate of 3 features; :mod:`~hybridpgm.infer.row_probe`).
 
     An observed site is never global (but a :func:`global_factor`): outside a plate it is the batch's likelihood
     as one event (``.to_event`` over the rows, ``pyro.factor`` of their sum), whose share fit's weights
@@ -118,17 +125,51 @@ def sites_outside_batch_plates(traces: Iterable[poutine.Trace], batch: int) -> f
 
     :param traces: a guide trace and a model trace (probe traces of one batch).
     :param int batch: :math:`B`, the batch's number of examples.
+    :param doubled: a function giving the same programs' traces on the batch with each row twice
+        (:func:`~hybridpgm.infer.row_probe.probe_doubled`; ``None`` where they fail), called once, on the first
+        site the size rule takes for the rows'; ``None``: the size rule alone.
     """
-    names = set()
+    names, factors = set(), set()
+    others: tuple[poutine.Trace, ...] | None = None
     for trace in traces:
         for name, site in trace.nodes.items():
             if site["type"] != "sample" or site_is_subsample(site) or \
                     site["is_observed"] and not (site["infer"] or {}).get(GLOBAL_FACTOR):
                 continue  # a plate's own site; an observed one (the batch's likelihood as one event, pyro.factor)
+            if site["is_observed"]:
+                factors.add(name)
             if all(batch not in (_size(frame.size), _size(frame.full_size)) for frame in site["cond_indep_stack"]) \
                     and batch not in tuple(getattr(site["value"], "shape", ())):  # not a latent of the rows
                 names.add(name)
-    return frozenset(names)
+                continue
+            if others is None:
+                others = (doubled() if doubled is not None else None) or ()
+            if any(_same_layout(site, other.nodes.get(name)) for other in others):  # its size is a coincidence
+                names.add(name)
+    return GlobalSites(names, factors & names)
+
+
+class GlobalSites(frozenset):
+    """The names of a model's global sites (a :class:`frozenset`), with ``factors``: those of them made by
+    :func:`global_factor` (observed sites), for :func:`refuse_joint_weights`'s message."""
+
+    def __new__(cls, names: Iterable[str] = (), factors: Iterable[str] = ()) -> "GlobalSites":
+        sites = super().__new__(cls, names)
+        sites.factors = frozenset(factors)
+        return sites
+
+
+def site_layout(site: dict) -> tuple:
+    """What of a sample site follows the batch's rows: its plates (name, size, full size) and its value's shape.
+
+    :param dict site: a sample site of a Pyro trace."""
+    plates = tuple((frame.name, _size(frame.size), _size(frame.full_size)) for frame in site["cond_indep_stack"])
+    return plates, tuple(getattr(site["value"], "shape", ()))
+
+
+def _same_layout(site: dict, other: dict | None) -> bool:
+    """Whether ``other`` (the site of that name on the rows twice over) is a sample site of ``site``'s layout."""
+    return other is not None and other["type"] == "sample" and site_layout(other) == site_layout(site)
 
 
 def _size(size) -> int | None:
@@ -188,16 +229,20 @@ def share_scope(sites: frozenset[str] | None) -> contextlib.AbstractContextManag
 
 
 def refuse_joint_weights(scope: contextlib.AbstractContextManager, objective: str, estimator: str, *,
-                         kind: str = "latent site(s)") -> None:
+                         kind: str | None = None) -> None:
     """Refuse to share global sites out over micro-batches for an ``estimator`` whose importance weights hold them
     (see the module docstring: the batch's bound is no sum over its micro-batches).
 
     :param scope: what :func:`share_scope` returned (refused when it is a :class:`GlobalShare`).
     :param str objective: the objective's name, ``estimator`` its estimator's, for the message.
-    :param str kind: what the sites are, for the message (``"site(s)"`` where some are observed: a ``pyro.factor``).
+    :param str kind: what the sites are, for the message (``"site(s)"`` where some are observed: a ``pyro.factor``,
+        a :func:`global_factor`); by default ``"site(s)"`` where ``scope``'s names hold a :func:`global_factor`
+        (:class:`GlobalSites`), else ``"latent site(s)"``.
     :raises ConfigError: naming the global sites, the share and the fixes."""
     if not isinstance(scope, GlobalShare):
         return
+    if kind is None:
+        kind = "site(s)" if getattr(scope.names, "factors", None) else "latent site(s)"
     raise ConfigError(
         f"{objective} with {estimator}: the {kind} {sorted(scope.names)} lie outside the batch's plate, so "
         "the importance weights of the bound are taken over the whole batch (global and local latents jointly), "

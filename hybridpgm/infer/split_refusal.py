@@ -53,6 +53,7 @@ from hybridpgm.infer.global_share import GlobalShare, enumerated_site_error, ref
 from hybridpgm.infer.global_share import _size, sites_outside_batch_plates
 from hybridpgm.infer.iwae import IWAE
 from hybridpgm.infer.particle_probe import probing
+from hybridpgm.infer.row_probe import probe_doubled
 from hybridpgm.infer.subsample_scale import scaled_batch_plate
 from hybridpgm.train.batches import batch_size_of
 from hybridpgm.train.micro_batches import split_batch
@@ -137,9 +138,6 @@ def refuse_unsplit_estimates(objective: Any, batch: Any, *, accumulate: int, wor
     traces = (guide_trace, model_trace)
     if scaled_batch_plate((("model", model_trace), ("guide", guide_trace)), size) is not None:
         return  # the step's probe refuses the subsampled plate first, with its own message
-    sites = sites_outside_batch_plates(traces, size)
-    if not sites and not joint:
-        return
     if joint:
         weights = one_weight_sites(traces, size)
         if weights:
@@ -148,6 +146,11 @@ def refuse_unsplit_estimates(objective: Any, batch: Any, *, accumulate: int, wor
             refuse_joint_weights(GlobalShare(weights, share), name, "IWAE",
                                  kind="site(s)" if observed else "latent site(s)")
         return
-    for site in enumerated_sites(*traces):  # the first the step would meet
+    enumerated = enumerated_sites(*traces)
+    if not enumerated:
+        return
+    sites = sites_outside_batch_plates(traces, size, lambda: probe_doubled(  # a global site of B elements too
+        objective.model, objective.guide, args, objective.model_kwargs, size, (objective.module,)))
+    for site in enumerated:  # the first the step would meet
         if site in sites and site not in weighted.names:
             raise enumerated_site_error(site, share)

@@ -38,6 +38,7 @@ import torch
 from hybridpgm.errors import ConfigError
 from hybridpgm.infer.global_share import sites_outside_batch_plates
 from hybridpgm.infer.particle_probe import probing
+from hybridpgm.infer.row_probe import probe_doubled
 
 __all__ = ["check_plate_scale", "probe_batch", "scaled_batch_plate", "subsample_factor"]
 
@@ -94,7 +95,8 @@ def _outermost(stack) -> Any:
 
 
 def check_plate_scale(model: Callable, guide: Callable, args: tuple, kwargs: dict, batch: int, *,
-                      objective: str, modules: Iterable[torch.nn.Module] = ()) -> frozenset[str] | None:
+                      objective: str, modules: Iterable[torch.nn.Module] = (),
+                      tell_rows: bool = False) -> frozenset[str] | None:
     """Raise :class:`~hybridpgm.errors.ConfigError` when ``per_example=True`` would divide a full-data estimate
     by the batch size (see the module docstring).
 
@@ -110,6 +112,9 @@ def check_plate_scale(model: Callable, guide: Callable, args: tuple, kwargs: dic
     :param int batch: :math:`B`, the batch's number of examples (what ``per_example`` divides by).
     :param str objective: the objective's name for the message (``"SVIObjective"``).
     :param modules: modules the programs use besides those behind ``model`` and ``guide``.
+    :param bool tell_rows: where a site has a plate or a dimension of ``batch`` elements, run the programs once
+        more on the batch's rows twice over, to tell a global latent of ``batch`` elements from the rows'
+        (:mod:`~hybridpgm.infer.row_probe`).
     :returns: the sample sites of the probe outside every plate of ``batch`` elements
         (:func:`~hybridpgm.infer.global_share.sites_outside_batch_plates`), ``None`` where the probe failed.
     :raises ConfigError: a sample site of the model or guide lies in a plate of ``batch`` rows subsampled from
@@ -123,7 +128,8 @@ def check_plate_scale(model: Callable, guide: Callable, args: tuple, kwargs: dic
         return None
     found = scaled_batch_plate((("model", model_trace), ("guide", guide_trace)), batch)
     if found is None:
-        return sites_outside_batch_plates((guide_trace, model_trace), batch)
+        doubled = (lambda: probe_doubled(model, guide, args, kwargs, batch, modules)) if tell_rows else None
+        return sites_outside_batch_plates((guide_trace, model_trace), batch, doubled)
     program, plate, full = found
     raise ConfigError(
         f"{objective}: the {program}'s plate {plate!r} subsamples the batch's {batch} row(s) from {full} (its sites' "
@@ -139,7 +145,8 @@ def probe_batch(objective: Any, args: tuple, size: int, name: str) -> None:
     shows its :math:`N / B` on a smaller one: a short last batch, a micro-batch of ``accumulate``); otherwise one
     comparison of two ints.  Keeps the smallest size probed in ``objective._smallest_probed`` (not after a
     refusal: the next call refuses again) and the first successful probe's global sites
-    (:func:`~hybridpgm.infer.global_share.sites_outside_batch_plates`, the largest batch's mostly) in
+    (:func:`~hybridpgm.infer.global_share.sites_outside_batch_plates`, the largest batch's mostly; told from the
+    rows' by a second probe on the rows twice over, :mod:`~hybridpgm.infer.row_probe`) in
     ``objective._global_sites``, which :func:`~hybridpgm.infer.global_share.share_scope` scales.
 
     :param objective: has ``model``, ``guide``, ``model_kwargs`` and ``module``.
@@ -150,8 +157,9 @@ def probe_batch(objective: Any, args: tuple, size: int, name: str) -> None:
     smallest = getattr(objective, "_smallest_probed", None)
     if smallest is not None and size >= smallest:
         return
+    first = getattr(objective, "_global_sites", None) is None
     sites = check_plate_scale(objective.model, objective.guide, args, objective.model_kwargs, size, objective=name,
-                              modules=(objective.module,))
-    if getattr(objective, "_global_sites", None) is None:
+                              modules=(objective.module,), tell_rows=first)
+    if first:
         objective._global_sites = sites
     objective._smallest_probed = size

@@ -21,6 +21,7 @@ from hybridpgm.infer.particle_elbo import ParticleELBO, probing
 from hybridpgm.infer.particle_probe import build_autoguides
 from hybridpgm.infer.split_refusal import refuse_unsplit_estimates
 from hybridpgm.infer.subsample_scale import probe_batch
+from hybridpgm.infer.unfit_elbos import refuse_unfit_elbo
 from hybridpgm.options import Option
 from hybridpgm.precision_scope import autocast_states, autocast_switched
 from hybridpgm.summary_repr import model_guide_text
@@ -86,7 +87,9 @@ class SVIObjective(AutoguideBatchingCheck):
     :raises ConfigError: ``model`` or ``guide`` is not callable, ``elbo`` is a class rather than an
         instance, ``module`` is not a :class:`torch.nn.Module`, or none can be found, or ``per_example`` is
         not ``True`` or ``False`` (also when assigned later: ``per_example`` is a checked attribute,
-        :class:`~hybridpgm.options.Option`; the string ``'no'`` would count as true).
+        :class:`~hybridpgm.options.Option`; the string ``'no'`` would count as true), or ``elbo`` is a
+        :class:`~pyro.infer.TraceTailAdaptive_ELBO`, whose loss is ``inf`` by design
+        (:mod:`~hybridpgm.infer.unfit_elbos`; plain :class:`pyro.infer.SVI` trains it).
     :raises ObjectiveError: ``elbo`` has no ``differentiable_loss``.
 
     :meth:`loss` raises :class:`~hybridpgm.errors.ConfigError` for a player other than ``"elbo"`` or, with
@@ -112,6 +115,7 @@ class SVIObjective(AutoguideBatchingCheck):
         self.elbo = DirectTrace_ELBO() if elbo is None else elbo
         if not callable(getattr(self.elbo, "differentiable_loss", None)):
             raise ObjectiveError(f"{type(self.elbo).__name__} has no differentiable_loss; it cannot drive fit")
+        refuse_unfit_elbo(self.elbo, "SVIObjective")
         if module is None:
             owners = []
             for fn in (model, guide):
@@ -261,7 +265,7 @@ class SVIObjective(AutoguideBatchingCheck):
             return contextlib.nullcontext()
         scope = share_scope(getattr(self, "_global_sites", None))
         if isinstance(self.elbo, IWAE):  # one importance weight over the batch's global and local latents
-            refuse_joint_weights(scope, "SVIObjective", "IWAE")
+            refuse_joint_weights(scope, "SVIObjective", "IWAE")  # "site(s)" where a global_factor is among them
         return scope
 
     def _elbo_loss(self, args: tuple, share: float | None) -> torch.Tensor:

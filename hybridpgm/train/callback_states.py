@@ -27,6 +27,7 @@ import os
 from typing import Any
 
 from hybridpgm.errors import CheckpointError
+from hybridpgm.main_module import class_path
 
 __all__ = ["callback_buffer_paths", "callback_states", "check_callback_settings", "load_callback_states"]
 
@@ -36,7 +37,9 @@ def _is_stateful(callback: Any) -> bool:
 
 
 def _class_name(callback: Any) -> str:
-    return f"{type(callback).__module__}.{type(callback).__qualname__}"
+    """The recorded class of ``callback``: one of the script's is ``__main__.<name>`` in a ``spawn`` child too
+    (:func:`~hybridpgm.main_module.class_path`), so that a run resumes across that boundary."""
+    return class_path(type(callback))
 
 
 def _nonfinite_floats(state: Any, prefix: str = "") -> list[str]:

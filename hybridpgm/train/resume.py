@@ -48,10 +48,12 @@ import torch
 
 from hybridpgm.checks import flag
 from hybridpgm.errors import CheckpointError, ConfigError
+from hybridpgm.main_module import class_path
 from hybridpgm.train.batches import steps_per_epoch
 from hybridpgm.train.checkpoint_parameters import NAMES, check_parameter_layout, optimizer_parameter_names
 from hybridpgm.train.distributed import differences
 from hybridpgm.train.objective import objective_settings
+from hybridpgm.train.recorded_objective import upgrade_objective_name
 from hybridpgm.train.scheduler_settings import scheduler_settings
 
 __all__ = ["RESUME_MODES", "check_resumable", "epoch_layout", "optimizer_hyperparameters",
@@ -98,7 +100,7 @@ def optimizer_hyperparameters(optimizer: torch.optim.Optimizer,
     name`` over the model) also the names of the parameters in each group, in order, as ``"param_names"``
     (:func:`~hybridpgm.train.checkpoint_parameters.optimizer_parameter_names`)."""
     record = {
-        "class": f"{type(optimizer).__module__}.{type(optimizer).__qualname__}",
+        "class": class_path(type(optimizer)),  # the script's class: __main__ in a spawn child too
         "param_groups": [{k: _plain(v) for k, v in sorted(group.items()) if k not in _NOT_HYPERPARAMETERS}
                          for group in optimizer.param_groups],
     }
@@ -221,6 +223,9 @@ def check_resumable(path: str | os.PathLike, saved: Mapping[str, Any], module: t
     if override:
         return
     recorded = saved.get("config")
+    if isinstance(recorded, dict) and "objective" in recorded:  # a format-1 file's "module.Class" is "Class"
+        recorded = {**recorded, "objective": upgrade_objective_name(recorded["objective"], requested.get("objective"),
+                                                                    saved.get("format_version"))}
     found = [] if recorded is None else [(w, a, b) for w, a, b in differences(recorded, requested) if not _same(a, b)
                                          and not (a == "<absent>" and _recorded_later(w))]  # older files
     if seed is not None and int(saved["seed"]) != int(seed):

@@ -29,6 +29,7 @@ from hybridpgm.train.history import History
 from hybridpgm.train.objective import Objective
 from hybridpgm.train.player_step import Player
 from hybridpgm.train.rank_states import rank_buffer_paths, resume_plan
+from hybridpgm.train.recorded_classes import upgrade_class_names
 from hybridpgm.train.resume import (check_resumable, optimizer_hyperparameters, override_scheduler,
                                     scheduler_settings)
 from hybridpgm.train.resume import override_hyperparameters as override_hyperparameters_of
@@ -135,7 +136,8 @@ def open_checkpoint(checkpoint: str | os.PathLike, mode: str, overwrite: bool, c
     if mode == "never" and exists:
         raise CheckpointError(f"checkpoint {str(checkpoint)!r} exists and this run would replace it: pass "
                               "resume=True to continue it or overwrite=True (CLI: --overwrite) to start afresh")
-    return load_checkpoint(checkpoint, map_location=device) if exists else None
+    # a class of the script recorded by an older release in a spawn child (__mp_main__) reads as __main__
+    return upgrade_class_names(load_checkpoint(checkpoint, map_location=device)) if exists else None
 
 
 @dataclass

@@ -34,6 +34,7 @@ from typing import Any, Iterator
 import torch
 
 from hybridpgm.errors import CheckpointError
+from hybridpgm.main_module import class_path
 from hybridpgm.train.distributed import differences
 
 __all__ = ["apply_requested_schedule", "check_scheduler_override", "requested_schedule", "scheduler_settings"]
@@ -94,7 +95,7 @@ def scheduler_settings(scheduler: Any) -> dict[str, Any] | None:
     without a scheduler."""
     if scheduler is None:
         return None
-    record = {"class": f"{type(scheduler).__module__}.{type(scheduler).__qualname__}",
+    record = {"class": class_path(type(scheduler)),  # the script's class: __main__ in a spawn child too
               "settings": _with_base_rates(scheduler, _settings_of(scheduler.state_dict()))}
     if any(isinstance(s, _S.OneCycleLR) for s in _tree(scheduler)):
         record["param_groups"] = [{k: _settings_of(group[k]) for k in _GROUP_BOUNDS if k in group}

@@ -1,0 +1,42 @@
+"""The objective's class a checkpoint records, read as this release writes it.
+
+A checkpoint records the class of the objective it trained (``config["objective"]``) by its qualified name without
+the module, ``"SVIObjective"`` (:func:`~hybridpgm.train.resume.run_config`), and a resume compares it with the
+request's (:func:`~hybridpgm.train.resume.check_resumable`).  The development versions between commits d83471e
+and c137faf recorded it *with* the module, ``"hybridpgm.infer.svi.SVIObjective"``, in checkpoints of format 1;
+every other checkpoint of format 1 records no objective, and a checkpoint of format 2 or later never records the
+module.  :func:`upgrade_objective_name` reads such a format-1 name whose tail is the requested qualified name as
+that name: the same class (its module is not compared, as for a checkpoint written now), so that such a file
+resumes with the call that wrote it instead of being refused as trained with another objective.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["MODULE_FORMAT", "upgrade_objective_name"]
+
+#: the only checkpoint format (:data:`~hybridpgm.train.checkpoint.FORMAT_VERSION`) whose files may record the
+#: objective's class as ``module.QualifiedName``
+MODULE_FORMAT = 1
+
+
+def upgrade_objective_name(recorded: Any, requested: Any, format_version: Any) -> Any:
+    """The recorded objective ``recorded`` as this release would have written it.
+
+    :param recorded: the checkpoint's ``config["objective"]`` (anything: a damaged file's value is returned as it
+        is, for :func:`~hybridpgm.train.resume.check_resumable` to name).
+    :param requested: the request's ``config["objective"]``: the objective's ``__qualname__``, or ``None``.
+    :param format_version: the checkpoint's ``"format_version"``.
+    :returns: ``requested`` where ``recorded`` is ``"<module>.<requested>"`` in a checkpoint of format
+        :data:`MODULE_FORMAT`; ``recorded`` unchanged otherwise (another class, another format, no record).
+
+    >>> upgrade_objective_name("hybridpgm.infer.svi.SVIObjective", "SVIObjective", 1)
+    'SVIObjective'
+    >>> upgrade_objective_name("hybridpgm.infer.svi.SVIObjective", "GAN", 1)
+    'hybridpgm.infer.svi.SVIObjective'
+    """
+    if format_version == MODULE_FORMAT and isinstance(recorded, str) and isinstance(requested, str) \
+            and recorded.endswith("." + requested):
+        return requested
+    return recorded
