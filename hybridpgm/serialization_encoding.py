@@ -23,6 +23,7 @@ from torch import nn
 
 from hybridpgm.checks import shown_items, type_name
 from hybridpgm.errors import CheckpointError
+from hybridpgm.main_module import recorded_name
 from hybridpgm.serialization_budget import constructed
 from hybridpgm.serialization_compiled import unwrapped
 from hybridpgm.serialization_dtypes import FLOATING_DTYPES, TAGS, dtype_names, restore_dtypes, tagged, untagged
@@ -157,8 +158,8 @@ def construct(spec: dict, tensors: dict, place: Any) -> nn.Module:
     if (module := constructed(spec["class"], build_torch_module, spec, lambda v: decode(v, tensors, place))) \
             is not None:
         return module
-    if spec["class"] in _SPECS:
-        return constructed(spec["class"], _SPECS[spec["class"]][1], decode(spec["spec"], tensors, place))
+    if (name := recorded_name(spec["class"])) in _SPECS:  # an older release's __mp_main__.<name> is __main__'s
+        return constructed(name, _SPECS[name][1], decode(spec["spec"], tensors, place))
     cls = _resolve(spec["class"])
     if not isinstance(spec["spec"], dict):
         raise CheckpointError(f"model file gives {spec['class']} a {type(spec['spec']).__name__} as its "

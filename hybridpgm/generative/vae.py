@@ -11,7 +11,6 @@ Generative model and amortized guide [1, 2]:
 with a Bernoulli likelihood (logits from the decoder) for binary data or a Gaussian one (mean from the decoder,
 a learned scale per feature) for real data.  Train it with :class:`~hybridpgm.infer.SVIObjective` (any ELBO,
 :class:`~hybridpgm.infer.IWAE` for the importance-weighted bound [3]) through
-:func:`hybridpgm.fit`, or with plain :class:`pyro.infer.SVI`.  Its importance-sampling estimates
 :func:`hybridpgm.fit`, or with plain :class:`pyro.infer.SVI`.
 
 The class is assembled from one module per concept, each a base class of :class:`VAE` (their methods are

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import torch
 
+from hybridpgm.checks import torch_readable
 from hybridpgm.errors import DeviceError, ModelSpecError
 from hybridpgm.meta_data import META_ORIGIN, refuse_meta
 from hybridpgm.graphs.crf_labels import values_readable
@@ -117,21 +118,24 @@ def _check_lengths_unvalidated(given, lengths: torch.Tensor, T: int) -> None:
     """With validation off, refuse a length outside ``0..T`` (a :class:`~hybridpgm.errors.ModelSpecError`, the
     message of validation's) wherever that costs no device synchronisation: inside :func:`hybridpgm.fit`'s step
     deferred to the step's one host read (:func:`~hybridpgm.train.deferred_checks.check_or_defer`), elsewhere
-    read at once where the lengths were given on the host (a CPU tensor, numbers) or the CRF is on the CPU.
-    Not checked where values cannot be read (:func:`~hybridpgm.graphs.crf_labels.values_readable`: ``vmap``,
-    tracing, ``meta``) and, outside ``fit``, for lengths given on an accelerator (or as numbers to a CRF there):
+    read at once where the lengths were given on the host (a CPU tensor, numbers: read as given, also for a CRF on
+    an accelerator) or the CRF is on the CPU.  Not checked where values cannot be read
+    (:func:`~hybridpgm.graphs.crf_labels.values_readable`: ``vmap``, tracing, ``meta``) and, outside ``fit``, for
+    lengths given as a tensor on an accelerator:
     there, as before, a negative length reads scores before the sequence (numbers without meaning) and one above
     ``T`` past its end (torch's index error, a device-side assert on CUDA).
 
     Without this, a negative length gave a finite log Z and log-probability of no labelling at all."""
     if given is None or not values_readable(lengths):  # None: every sequence at its full length T
         return
-    if deferring():  # fit's step: no read of its own, even a free one (the step's reads are counted)
+    if deferring():  # fit's step (or a checks_read_once block): no read of its own, even a free one
         check_or_defer(~_outside(lengths, T).any(), lambda: _lengths_error(lengths, T),
                        f"LinearChainCRF: lengths outside 0..{T}", ModelSpecError, about_data=False)
         return
-    host = (given if isinstance(given, torch.Tensor) and reading_is_free(given)
-            else lengths if reading_is_free(lengths) else None)
+    if isinstance(given, torch.Tensor):
+        host = given if reading_is_free(given) else lengths if reading_is_free(lengths) else None
+    else:  # numbers (a list, a NumPy array, a Series): host memory, whatever the CRF's device
+        host = lengths if reading_is_free(lengths) else torch.as_tensor(torch_readable(given, "LinearChainCRF lengths"))
     if host is not None and bool(_outside(host, T).any()):  # a read of host memory: no synchronisation
         raise _lengths_error(host, T)
 

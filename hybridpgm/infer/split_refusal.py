@@ -30,7 +30,9 @@ the model replayed on it, as :func:`~hybridpgm.infer.subsample_scale.check_plate
 (:func:`~hybridpgm.infer.particle_probe.probing`: no random number of the caller's used up, no module buffer
 changed, so a run that is accepted trains bit for bit as before).  The probe runs only where a refusal is possible:
 an :class:`IWAE` or enumerating ELBO, ``per_example=True`` and a share other than 1; a model whose probe fails, or
-whose plate subsamples the batch (refused by the step's own probe), is left to the step.
+whose plate subsamples the batch (refused by the step's own probe), is left to the step.  A global site whose
+plate or value has the micro-batch's size is told from the rows' as the step tells it, by a second probe on the
+rows twice over (:func:`~hybridpgm.infer.row_probe.probe_doubled`), for both refusals.
 
 A site is enumerated as Pyro's :class:`~pyro.poutine.enum_messenger.EnumMessenger` decides: a latent site of a
 :class:`~pyro.distributions.torch_distribution.TorchDistributionMixin` with ``infer={"enumerate": "parallel"}``, in
@@ -138,8 +140,13 @@ def refuse_unsplit_estimates(objective: Any, batch: Any, *, accumulate: int, wor
     traces = (guide_trace, model_trace)
     if scaled_batch_plate((("model", model_trace), ("guide", guide_trace)), size) is not None:
         return  # the step's probe refuses the subsampled plate first, with its own message
-    if joint:
-        weights = one_weight_sites(traces, size)
+
+    def doubled():  # a global site of B elements too (the step's probe tells it so)
+        return probe_doubled(objective.model, objective.guide, args, objective.model_kwargs, size,
+                             (objective.module,))
+
+    if joint:  # the step refuses the global sites it scales: those of a plate of B elements that keeps its size too
+        weights = one_weight_sites(traces, size) | sites_outside_batch_plates(traces, size, doubled)
         if weights:
             observed = any(trace.nodes[site]["is_observed"] for trace in traces for site in weights
                            if site in trace.nodes)
@@ -149,8 +156,7 @@ def refuse_unsplit_estimates(objective: Any, batch: Any, *, accumulate: int, wor
     enumerated = enumerated_sites(*traces)
     if not enumerated:
         return
-    sites = sites_outside_batch_plates(traces, size, lambda: probe_doubled(  # a global site of B elements too
-        objective.model, objective.guide, args, objective.model_kwargs, size, (objective.module,)))
+    sites = sites_outside_batch_plates(traces, size, doubled)
     for site in enumerated:  # the first the step would meet
         if site in sites and site not in weighted.names:
             raise enumerated_site_error(site, share)

@@ -45,8 +45,9 @@ def reading_is_free(t: torch.Tensor) -> bool:
 
 
 def deferring() -> bool:
-    """Whether checks are deferred here (inside :func:`deferring_checks`, as in :func:`hybridpgm.fit`'s step):
-    :func:`check_or_defer` then records a check without a host read, where outside it reads at once."""
+    """Whether checks are deferred here (inside :func:`deferring_checks`, as in :func:`hybridpgm.fit`'s step, or
+    a :class:`checks_read_once` block, read at its end): :func:`check_or_defer` then records a check without a
+    host read, where outside both it reads at once."""
     return _PENDING.get() is not None
 
 

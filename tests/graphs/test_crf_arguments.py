@@ -68,3 +68,22 @@ def test_lengths_on_an_accelerator_are_checked_inside_fits_step_only(monkeypatch
     assert len(pending.flags) == 1
     with pytest.raises(ModelSpecError, match=r"lengths must be integers in 0\.\.4, got 7 at index \[1\]"):
         pending.raise_first_failure()  # the step's read
+
+
+@pytest.mark.parametrize("given", ["list", "numpy"])
+def test_lengths_given_as_numbers_to_a_crf_on_an_accelerator_are_checked_on_the_host(monkeypatch, given):
+    """REVIEWB (session 40): numbers are host memory whatever the CRF's device, so with validation off they are
+    checked outside fit too (as the docs say of "lengths given on the host (a CPU tensor, numbers)"), without a
+    read of the CRF's own tensors (taken here as on an accelerator); before, only a CPU tensor was."""
+    import numpy as np
+
+    from hybridpgm.graphs import crf_arguments
+
+    monkeypatch.setattr(crf_arguments, "reading_is_free", lambda t: False)  # the CRF's tensors on an accelerator
+    unary, transition = torch.zeros(3, 4, 2), torch.zeros(2, 2)
+    lengths = [4, 7, 2] if given == "list" else np.array([4, 7, 2])
+    with pytest.raises(ModelSpecError, match=r"lengths must be integers in 0\.\.4, got 7 at index \[1\] "
+                                             r"\(1 of 3 outside\)"):
+        LinearChainCRF(unary, transition, lengths=lengths, validate_args=False)
+    ok = [4, 0, 2] if given == "list" else np.array([4, 0, 2])
+    assert LinearChainCRF(unary, transition, lengths=ok, validate_args=False).log_partition[1] == 0
