@@ -30,6 +30,7 @@ import torch
 from torch.utils.data import Dataset
 
 from hybridpgm.errors import CheckpointError, TrainingWarning
+from hybridpgm.main_module import class_path
 from hybridpgm.train.checkpoint import plain_data, unreadable_reason
 from hybridpgm.warning_origin import users_stacklevel
 
@@ -44,7 +45,7 @@ def _is_stateful(dataset: Dataset) -> bool:
 
 
 def _class_name(dataset: Dataset) -> str:
-    return f"{type(dataset).__module__}.{type(dataset).__qualname__}"
+    return class_path(type(dataset))  # a class of the script: "__main__." in a spawn child too
 
 
 def _on_cpu(state: Any) -> Any:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from hybridpgm.main_module import class_path
 from hybridpgm.train.checkpoint_history import is_packed_history, unpacked_history
 
 __all__ = ["EXPLOSION_FACTOR", "FitResult", "History", "OptimizerState", "loss_explosions"]
@@ -170,7 +171,7 @@ class OptimizerState:
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer):
-        self.optimizer_type = f"{type(optimizer).__module__}.{type(optimizer).__qualname__}"
+        self.optimizer_type = class_path(type(optimizer))  # "__main__." for a script's class in a spawn child
         # on the CPU, so that a result trained on a GPU unpickles anywhere (load_state_dict moves each tensor
         # to its parameter's device)
         self._state = _on_cpu(optimizer.state_dict())

@@ -97,3 +97,19 @@ def test_upgrade_class_names_rewrites_only_the_script_classes():
                      "callbacks": [None, {"class": "__main__.CountSteps", "state": {"class": "__mp_main__.X"}}]}
     for odd in (None, [], {"config": None, "callbacks": None}, {"config": {"optimizers": [1]}, "callbacks": {}}):
         assert upgrade_class_names(odd) == odd
+
+
+def test_the_names_kept_for_display_name_a_child_scripts_class_as_main():
+    """``FitResult``'s kept optimizer and a checkpoint's dataset entry name a class of the script as ``__main__.``
+    in a spawn child as in the parent (``__mp_main__.`` before)."""
+    from hybridpgm.train.dataset_states import dataset_entry
+    from hybridpgm.train.history import OptimizerState
+
+    sgd = type("ChildSGD", (torch.optim.SGD,), {"__module__": "__mp_main__"})
+    kept = OptimizerState(sgd([torch.nn.Parameter(torch.zeros(1))], lr=0.1))
+    assert kept.optimizer_type == "__main__.ChildSGD"
+
+    data = type("ChildData", (), {"__module__": "__mp_main__", "__len__": lambda self: 1,
+                                  "__getitem__": lambda self, i: torch.zeros(1),
+                                  "state_dict": lambda self: {}, "load_state_dict": lambda self, s: None})()
+    assert dataset_entry(data, [{}])["dataset"]["class"] == "__main__.ChildData"
