@@ -7,8 +7,9 @@ usual layers of a dense or convolutional feature extractor), read from the
 layer's attributes: a ``BatchNorm1d(4, affine=False)`` is saved with
 ``affine=False``, a ``Flatten(1, 2)`` with ``start_dim=1, end_dim=2``.  A sequence option is written as a list;
 the options the layer keeps as the list it was given (``MaxPool2d([2, 2])``, ``Unflatten(1, [4, 8])``, as a
-config read from YAML or JSON gives them) are named in the spec's ``lists`` and rebuilt as lists, the others as
-tuples (``Conv2d`` and ``LayerNorm`` store a tuple whatever they are given).  A layer
+config read from YAML or JSON gives them) are named in the spec's ``lists`` and rebuilt as lists, those it keeps as
+the :class:`torch.Size` it was given (``Unflatten(1, torch.Size([4, 8]))``) in its ``sizes`` and rebuilt as such,
+the others as tuples (``Conv2d`` and ``LayerNorm`` store a tuple whatever they are given).  A layer
 that is a nested ``nn.Sequential`` (``nn.Sequential(backbone, head)``), or a
 module of a class decorated with :func:`~hybridpgm.serialization.serializable`,
 is saved as a module argument is (its class and constructor arguments), the
@@ -153,6 +154,10 @@ def layer_spec(layer: nn.Module, where: str, bayesian: bool = False) -> dict:
     if lists := [option for option, value in args.items() if type(value) is list and
                  type(getattr(layer, option)) is list]:
         spec["lists"] = lists
+    # an option the layer keeps as the torch.Size it was given (Unflatten(1, torch.Size([4, 8]))): named, so that it
+    # is rebuilt a torch.Size (older files name none: a tuple, which compares equal; older hybridpgm ignores it)
+    if sizes := [option for option in args if type(getattr(layer, option)) is torch.Size]:
+        spec["sizes"] = sizes
     _check_rebuilt(layer, spec, where, bayesian)
     return spec
 
@@ -170,8 +175,8 @@ def build_layer(spec: dict, where: str, device: str | None = None) -> nn.Module:
     """The torch layer that :func:`layer_spec` describes.
 
     :raises CheckpointError: an unknown layer or option, a record without the layer's name or its options as a
-        dict (a file written by another tool, or changed), naming ``where``; a ``lists`` entry that is not a list
-        of the names of its list options; an option the running torch's class
+        dict (a file written by another tool, or changed), naming ``where``; a ``lists`` (``sizes``) entry that is
+        not a list of the names of its list (``torch.Size``) options; an option the running torch's class
         does not take (``BatchNorm1d(bias=False)``, written with a torch whose ``BatchNorm1d`` takes ``bias=``,
         read with torch 2.5), naming the option and the torch the file needs.
     """
@@ -187,15 +192,17 @@ def build_layer(spec: dict, where: str, device: str | None = None) -> nn.Module:
         raise CheckpointError(f"model file gives the {name} at {where} options {unknown}, which hybridpgm does not "
                               f"rebuild (known: {list(TORCH_LAYERS[name])})")
     layer_class = getattr(nn, name)
-    lists = spec.get("lists", [])
-    if not (isinstance(lists, list) and all(isinstance(option, str) and isinstance(args.get(option), list)
-                                            for option in lists)):
-        raise CheckpointError(f"model file gives the {name} at {where} the list options {lists!r}, not a list of "
-                              f"the names of its options that hold a list (its options: {sorted(args)})")
-    # a sequence option (a kernel size, a shape) was saved as a list: the options named in ``lists`` were lists,
-    # which a layer that keeps its option as given (MaxPool2d, Unflatten) gets back; the others were tuples
-    args = {option: (list if option in lists else tuple)(value) if isinstance(value, list) else value
-            for option, value in args.items()}
+    lists, sizes = spec.get("lists", []), spec.get("sizes", [])
+    for kind, named in (("list", lists), ("torch.Size", sizes)):
+        if not (isinstance(named, list) and all(isinstance(option, str) and isinstance(args.get(option), list)
+                                                for option in named)):
+            raise CheckpointError(f"model file gives the {name} at {where} the {kind} options {named!r}, not a list "
+                                  f"of the names of its options that hold a {kind} (its options: {sorted(args)})")
+    # a sequence option (a kernel size, a shape) was saved as a list: the options named in ``lists`` were lists and
+    # those in ``sizes`` torch.Size, which a layer that keeps its option as given (MaxPool2d, Unflatten) gets back;
+    # the others were tuples
+    args = {option: (list if option in lists else torch.Size if option in sizes else tuple)(value)
+            if isinstance(value, list) else value for option, value in args.items()}
     if lacking := [option for option in args if not _takes(layer_class, option)]:
         given = ", ".join(f"{option}={args[option]!r}" for option in lacking)
         raise CheckpointError(f"model file gives the {name} at {where} the option {given}, which nn.{name} of "

@@ -31,6 +31,7 @@ training step; :func:`batch_origin` lets the training loop say it
 from __future__ import annotations
 
 import contextvars
+import reprlib
 from typing import Iterator
 
 import torch
@@ -328,25 +329,44 @@ def check_num_data(num_data, batch: int, *, model: str) -> int:
     return value
 
 
-def check_no_extra_arguments(extra: tuple, *, model: str, method: str, keywords: str) -> None:
-    """Refuse positional arguments after ``x`` in a Pyro program that takes its options by keyword.
+def check_no_extra_arguments(extra: tuple, *, model: str, method: str, keywords: str, takes: str = "x",
+                             after: str = "x") -> None:
+    """Refuse positional arguments after those a Pyro program takes by position.
 
     An objective unpacks a batch ``(x, labels)`` into ``model(x, labels)``; where the
     options are keyword-only the labels would otherwise meet a raw ``TypeError``.
-    The message names the program, what it got and the likely cause, as
-    :func:`check_num_data` does for the VAE.
+    The message names the program, what it got and, for a tensor of values right
+    after ``x``, the likely cause (an ``(x, labels)`` batch), as :func:`check_num_data`
+    does for the VAE; a number, or anything after the VAE's ``num_data``, is named
+    as what it is, with the arguments the program takes by position.
 
-    :param extra: the positional arguments after ``x``.
+    :param extra: the positional arguments after those the program takes by position.
     :param str model: the model's name for messages (``"SigmoidBeliefNet"``).
     :param str method: ``"model"`` or ``"guide"``.
     :param str keywords: the program's keyword options, for the message (``"num_data=..."``).
+    :param str takes: the arguments the program takes by position, as in its signature (``"x, num_data"``).
+    :param str after: the last of them as the message names it (``"num_data=12"``).
     :raises DataError: ``extra`` is not empty.
     """
     if not extra:
         return
     first = extra[0]
-    got = (f"a tensor of shape {tuple(first.shape)} and dtype {first.dtype}" if isinstance(first, torch.Tensor)
-           else f"a {type(first).__name__}")
-    raise DataError(f"{model}.{method}(x, ...) got {len(extra)} positional argument(s) after x{describe_origin()}, "
-                    f"the first {got}: was the batch an (x, labels) tuple? {model} models x only; give it the data "
-                    f"alone (e.g. training_data(dataset) without labels); its options are keywords ({keywords})")
+    values = isinstance(first, torch.Tensor) and first.dim() > 0
+    if isinstance(first, torch.Tensor):
+        got = f"a tensor of shape {tuple(first.shape)} and dtype {first.dtype}"
+    elif first is None:
+        got = "None"
+    elif isinstance(first, (bool, int, float, str)):
+        got = f"the {type(first).__name__} {reprlib.repr(first)}"
+    else:
+        got = f"a {type(first).__name__}"
+    head = (f"{model}.{method}({takes}, ...) got {len(extra)} positional argument(s) after {after}"
+            f"{describe_origin()}, the first {got}")
+    if values and takes == "x":  # right after x: the labels of an (x, labels) batch
+        raise DataError(f"{head}: was the batch an (x, labels) tuple? {model} models x only; give it the data "
+                        f"alone (e.g. training_data(dataset) without labels); its options are keywords ({keywords})")
+    names = takes.split(", ")
+    by_position = f"{names[0]} alone" if len(names) == 1 else " and ".join(names)
+    raise DataError(f"{head}: {model}.{method} takes {by_position} by position"
+                    + (" and models x only (no labels)" if values else "")
+                    + f"; its {'other ' if len(names) > 1 else ''}options are keywords ({keywords})")

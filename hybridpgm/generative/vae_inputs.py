@@ -43,6 +43,14 @@ def _per_feature(x: Any, num_data: Any, extra: tuple, x_dim: int) -> int:
     return len(fields)
 
 
+def _counts(num_data: Any) -> bool:
+    """Whether ``num_data`` is what :func:`~hybridpgm.data.validation.check_num_data` takes for a data size (an
+    integer, or a 0-d integer tensor), whatever its value."""
+    if isinstance(num_data, torch.Tensor):
+        return num_data.dim() == 0 and not num_data.is_floating_point() and num_data.dtype is not torch.bool
+    return not isinstance(num_data, bool) and hasattr(num_data, "__index__")
+
+
 class VAEInputs:
     """The input checks of a :class:`~hybridpgm.generative.vae.VAE` (a mixin; see the module docstring)."""
 
@@ -68,7 +76,10 @@ class VAEInputs:
                 "tensor per number; return one tensor per example from __getitem__ (torch.tensor(values, "
                 f"dtype=torch.float32), of shape ({self.x_dim},)) or give fit the data as one tensor "
                 f"(batch, {self.x_dim})")
-        if extra:  # the first positional argument after x was taken as num_data
+        if extra and _counts(num_data):  # a num_data, then more: named after num_data
+            check_no_extra_arguments(extra, model="VAE", method=method, keywords="prefix=...",
+                                     takes="x, num_data", after=f"num_data={num_data!r}")
+        if extra:  # the first positional argument after x was taken as num_data, and is none
             check_no_extra_arguments((num_data, *extra), model="VAE", method=method,
                                      keywords="num_data=..., prefix=...")
 

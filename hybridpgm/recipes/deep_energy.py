@@ -16,7 +16,8 @@
 
 Both train with SGD and momentum (``--lr``, ``--momentum``).  metrics.json's ``train_wall_time_s`` is the
 whole training (every greedy stage or the pretraining, and the top stage); ``top_stage_train_wall_time_s`` the
-top stage (the DBM's joint training) alone, which ``train_examples_per_s`` divides its examples by.
+top stage (the last greedy RBM of a DBN, the joint training of a DBM) alone, which ``train_examples_per_s``
+divides its examples by; ``"units"`` names the model's own top stage (:func:`_units`).
 """
 
 from __future__ import annotations
@@ -47,10 +48,18 @@ _UNITS = {
     "test_log_likelihood_bound": "variational lower bound, nats per example (higher is better)",
     "train_wall_time_s": "seconds, the whole training: every greedy stage (DBN) or the pretraining (DBM), and the "
                          "top stage",
-    "top_stage_train_wall_time_s": "seconds, the top stage (the DBM's joint training) alone",
-    "steps": "optimizer steps of the top stage (the DBM's joint training)",
+    "top_stage_train_wall_time_s": "seconds, the top stage ({stage}) alone",
+    "steps": "optimizer steps of the top stage ({stage})",
     "train_examples_per_s": "top-stage training examples / top_stage_train_wall_time_s",
 }
+#: each model's top stage, as :data:`_UNITS` names it
+_TOP_STAGE = {"dbn": "the DBN's last greedy RBM", "dbm": "the DBM's joint training"}
+
+
+def _units(model: str) -> dict[str, str]:
+    """:data:`_UNITS` with ``model``'s (``"dbn"`` or ``"dbm"``) top stage named: a DBN's is its last greedy RBM (it
+    has no joint training), a DBM's its joint PCD training."""
+    return {figure: unit.format(stage=_TOP_STAGE[model]) for figure, unit in _UNITS.items()}
 
 
 def add_arguments(parser: argparse.ArgumentParser, model: str) -> None:
@@ -174,7 +183,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "train_wall_time_s": total_seconds, "top_stage_train_wall_time_s": train_seconds,
         "train_examples_per_s": examples_per_s, "machine": machine_description(),
     }
-    write_metrics(out, metrics, units=_UNITS)
+    write_metrics(out, metrics, units=_units(args.model))
     return metrics
 
 
@@ -192,7 +201,7 @@ def evaluate(saved, run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
         report = _dbm_scores(model, data.train.x, data.test.x, meta["ais_chains"], meta["ais_steps"])
         report.update(ais_chains=meta["ais_chains"], ais_steps=meta["ais_steps"])  # the run's, or those passed
     report = {"model": meta["recipe"], "dataset": meta["dataset"], **report}
-    write_evaluation(report, run_dir, args, units=_UNITS)
+    write_evaluation(report, run_dir, args, units=_units("dbn" if isinstance(model, DBN) else "dbm"))
     return report
 
 

@@ -5,13 +5,19 @@ the module, ``"SVIObjective"`` (:func:`~hybridpgm.train.resume.run_config`), and
 request's (:func:`~hybridpgm.train.resume.check_resumable`).  The development versions between commits d83471e
 and c137faf recorded it *with* the module, ``"hybridpgm.infer.svi.SVIObjective"``, in checkpoints of format 1;
 every other checkpoint of format 1 records no objective, and a checkpoint of format 2 or later never records the
-module.  :func:`upgrade_objective_name` reads such a format-1 name whose tail is the requested qualified name as
-that name: the same class (its module is not compared, as for a checkpoint written now), so that such a file
-resumes with the call that wrote it instead of being refused as trained with another objective.
+module.  :func:`upgrade_objective_name` reads such a format-1 name ``"<module>.<requested>"`` as the requested
+qualified name when its ``<module>`` is a module: one name (``"__main__"``, ``"train"``: a module name has at least
+one, so a one-name prefix is the whole module), the module the requested class is defined in now, or a module this
+process has imported.  The module itself is not compared, as for a checkpoint written now (a class of a script run
+as ``__main__`` resumes where the script is imported), but the qualified name is, exactly, as format 2 compares it:
+``"mod.Other.SVIObjective"`` is the class ``Other.SVIObjective`` of a module ``mod`` unless ``mod.Other`` is a module,
+and is not read as ``SVIObjective``.  Such a file resumes with the call that wrote it instead of being refused as
+trained with another objective.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 __all__ = ["MODULE_FORMAT", "upgrade_objective_name"]
@@ -21,22 +27,30 @@ __all__ = ["MODULE_FORMAT", "upgrade_objective_name"]
 MODULE_FORMAT = 1
 
 
-def upgrade_objective_name(recorded: Any, requested: Any, format_version: Any) -> Any:
+def upgrade_objective_name(recorded: Any, requested: Any, format_version: Any, module: str | None = None) -> Any:
     """The recorded objective ``recorded`` as this release would have written it.
 
     :param recorded: the checkpoint's ``config["objective"]`` (anything: a damaged file's value is returned as it
         is, for :func:`~hybridpgm.train.resume.check_resumable` to name).
     :param requested: the request's ``config["objective"]``: the objective's ``__qualname__``, or ``None``.
     :param format_version: the checkpoint's ``"format_version"``.
+    :param module: the module the requested objective's class is defined in (its ``__module__``), if known.
     :returns: ``requested`` where ``recorded`` is ``"<module>.<requested>"`` in a checkpoint of format
-        :data:`MODULE_FORMAT`; ``recorded`` unchanged otherwise (another class, another format, no record).
+        :data:`MODULE_FORMAT` and ``<module>`` is a module (one name, ``module``, or an imported module);
+        ``recorded`` unchanged otherwise (another class, another format, no record).
 
-    >>> upgrade_objective_name("hybridpgm.infer.svi.SVIObjective", "SVIObjective", 1)
+    >>> upgrade_objective_name("hybridpgm.infer.svi.SVIObjective", "SVIObjective", 1, "hybridpgm.infer.svi")
     'SVIObjective'
+    >>> upgrade_objective_name("__main__.SVIObjective", "SVIObjective", 1)
+    'SVIObjective'
+    >>> upgrade_objective_name("no_such_module.Other.SVIObjective", "SVIObjective", 1)
+    'no_such_module.Other.SVIObjective'
     >>> upgrade_objective_name("hybridpgm.infer.svi.SVIObjective", "GAN", 1)
     'hybridpgm.infer.svi.SVIObjective'
     """
     if format_version == MODULE_FORMAT and isinstance(recorded, str) and isinstance(requested, str) \
             and recorded.endswith("." + requested):
-        return requested
+        prefix = recorded[:-len(requested) - 1]
+        if "." not in prefix or prefix == module or prefix in sys.modules:
+            return requested
     return recorded

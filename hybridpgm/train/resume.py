@@ -203,12 +203,15 @@ def _recorded_later(where: str) -> bool:
 
 
 def check_resumable(path: str | os.PathLike, saved: Mapping[str, Any], module: torch.nn.Module,
-                    requested: dict[str, Any], seed: int | None, override: bool) -> None:
+                    requested: dict[str, Any], seed: int | None, override: bool, objective_module: str | None = None
+                    ) -> None:
     """Refuse to resume ``saved`` into a run that asked for something else.
 
     :param requested: the request's :func:`run_config`.
     :param seed: the seed the caller passed (``None``: take the checkpoint's).
     :param override: accept hyperparameter differences (not model differences).
+    :param objective_module: the ``__module__`` of the objective's class, by which a format-1 record of the class
+        with its module is read (:func:`~hybridpgm.train.recorded_objective.upgrade_objective_name`).
     :raises CheckpointError: naming the file and every difference; a player whose parameters differ (frozen or
         unfrozen since) is refused whatever ``override`` says
         (:func:`~hybridpgm.train.checkpoint_parameters.check_parameter_layout`).
@@ -225,7 +228,7 @@ def check_resumable(path: str | os.PathLike, saved: Mapping[str, Any], module: t
     recorded = saved.get("config")
     if isinstance(recorded, dict) and "objective" in recorded:  # a format-1 file's "module.Class" is "Class"
         recorded = {**recorded, "objective": upgrade_objective_name(recorded["objective"], requested.get("objective"),
-                                                                    saved.get("format_version"))}
+                                                                    saved.get("format_version"), objective_module)}
     found = [] if recorded is None else [(w, a, b) for w, a, b in differences(recorded, requested) if not _same(a, b)
                                          and not (a == "<absent>" and _recorded_later(w))]  # older files
     if seed is not None and int(saved["seed"]) != int(seed):

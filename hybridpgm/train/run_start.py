@@ -197,7 +197,7 @@ def restore(checkpoint: str | os.PathLike, resumed: dict[str, Any], *, module: t
     if sorted(resumed["players"]) != sorted(players):
         raise CheckpointError(f"checkpoint {str(checkpoint)!r} holds players {sorted(resumed['players'])}, "
                               f"the objective has {sorted(players)}")
-    check_resumable(checkpoint, resumed, module, config, seed, override_hyperparameters)
+    check_resumable(checkpoint, resumed, module, config, seed, override_hyperparameters, type(objective).__module__)
     check_optimizer_sizes(checkpoint, resumed["players"], players)  # also for a checkpoint without the names
     recorded = resumed.get("config") or {}
     afresh = {name: override_hyperparameters and "schedulers" in recorded and  # another scheduler (or none before)

@@ -101,7 +101,7 @@ def test_sbn_refuses_an_x_labels_batch_by_name(x):
                                             r"after x, the first a tensor of shape \(4,\) and dtype torch.int64: "
                                             r"was the batch an \(x, labels\) tuple\?"):
             getattr(sbn, method)(x, labels)
-    with pytest.raises(DataError, match=r"the first a int: .*keywords \(batch_size=\.\.\., num_data=\.\.\."):
+    with pytest.raises(DataError, match=r"the first the int 100: .*keywords \(batch_size=\.\.\., num_data=\.\.\."):
         sbn.model(x, 100)  # num_data given by position
     assert torch.isfinite(_elbo(sbn.model, sbn.guide, x, num_data=100))
 

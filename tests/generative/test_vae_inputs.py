@@ -164,5 +164,6 @@ def test_a_dataset_of_lists_of_numbers_is_a_data_error_naming_the_per_feature_ba
 def test_positional_arguments_after_num_data_are_a_data_error(binary, method):
     vae = VAE(6, 2, (8,))
     labels = torch.zeros(12)
-    with pytest.raises(DataError, match=rf"VAE\.{method}\(x, \.\.\.\) got 2 positional argument\(s\) after x"):
+    with pytest.raises(DataError, match=rf"VAE\.{method}\(x, num_data, \.\.\.\) got 1 positional argument\(s\) "
+                                        r"after num_data=12"):
         getattr(vae, method)(binary, 12, labels)
