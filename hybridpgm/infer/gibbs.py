@@ -18,7 +18,7 @@ s)``) couples them, and the sweep raises
 :class:`~hybridpgm.errors.ModelSpecError` naming the site and the plate (sample
 one site per element instead, in a sequential ``pyro.plate``; see
 :mod:`hybridpgm.infer.gibbs_sites`).  A subsampled plate is refused, as by
-Pyro's HMC/NUTS.  A block of
+Pyro's HMC/NUTS (``subsample=`` indices too, unless a permutation of the rows).  A block of
 several sites (``blocks=[["tub", "lung", "either"]]``) is drawn jointly, which
 keeps the chain ergodic when a node is a deterministic function of others.
 The kernel plugs into :class:`pyro.infer.MCMC` (``num_chains``, progress,
@@ -205,7 +205,8 @@ class Gibbs(MCMCKernel):
             site a non-tensor, a tensor of another shape than the traced value's, or a value outside the site's
             enumerable support (NaN, a fraction, a negative or too large state); the message names the site.
         :raises ModelSpecError: a sample site has a batch dim no plate declares, a latent site is not discrete, a
-            plate subsamples (naming the plate; Pyro's HMC/NUTS refuse it too), or the model has no latent site.
+            plate subsamples or its ``subsample=`` indices are not a permutation of its rows (naming the plate;
+            Pyro's HMC/NUTS refuse a ``subsample_size`` too), or the model has no latent site.
         """
         self._args, self._kwargs = args, kwargs
         with poutine.block(), self._leaving_module_state():

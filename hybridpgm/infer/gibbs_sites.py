@@ -92,18 +92,40 @@ def check_batch_dims_in_plates(name: str, site) -> None:
 
 def check_full_plate(name: str, site) -> None:
     """A plate's subsample site (``pyro.plate(name, N, subsample_size=B)`` or ``subsample=idx``) must keep the
-    whole plate, as Pyro's HMC/NUTS require: Pyro scales each term of a subsampled plate by :math:`N / B`, so a
-    local site's conditional would be tempered to :math:`p^{N/B}` and a global one's drawn from a rescaled
-    subsample, neither the posterior (a :class:`pyro.poutine.scale` the model asks for itself is kept: the chain
-    then targets the scaled density, as Pyro's MCMC kernels do).
+    whole plate, every row once, as Pyro's HMC/NUTS require of ``subsample_size``: Pyro scales each term of a
+    subsampled plate by :math:`N / B`, so a local site's conditional would be tempered to :math:`p^{N/B}` and a
+    global one's drawn from a rescaled subsample, neither the posterior (a :class:`pyro.poutine.scale` the model
+    asks for itself is kept: the chain then targets the scaled density, as Pyro's MCMC kernels do).  Indices
+    ``idx`` of the full size :math:`N` keep the plate only as a permutation of :math:`0..N-1`: one that repeats
+    rows (a bootstrap draw ``torch.randint(N, (N,))``) counts them twice and leaves others out, at scale 1.
 
-    :raises ModelSpecError: naming the plate and its sizes."""
-    fn = site["fn"]
-    if fn.subsample_size is not None and fn.subsample_size < fn.size:
-        raise ModelSpecError(f"Gibbs: plate '{name}' subsamples {fn.subsample_size} of its {fn.size} elements; a "
-                             f"Gibbs chain needs the whole plate (its terms would be scaled by {fn.size}/"
-                             f"{fn.subsample_size}, tempering the conditionals), as Pyro's HMC/NUTS do: drop "
-                             f"subsample_size/subsample")
+    Called once, when the chain is set up: the indices are read on the host there (one read per plate).
+
+    :raises ModelSpecError: naming the plate and its sizes, or the repeated and missing rows."""
+    fn, idx = site["fn"], site["value"]
+    size = fn.size
+    count = fn.subsample_size if idx is None else len(idx)
+    if count != size:
+        what = f"subsamples {count} of its {size} elements" if count < size else \
+            f"is given {count} subsample= indices for its {size} elements"
+        raise ModelSpecError(f"Gibbs: plate '{name}' {what}; a Gibbs chain needs the whole plate, every row once "
+                             f"(its terms would be scaled by {size}/{count}, tempering the conditionals), as "
+                             f"Pyro's HMC/NUTS do: drop subsample_size/subsample")
+    idx = torch.as_tensor(idx)  # the user's indices, or Pyro's torch.arange(size) for a plate of its full size
+    if idx.dtype in (torch.bool, torch.uint8) or idx.is_floating_point() or idx.is_complex() or idx.dim() != 1:
+        raise ModelSpecError(f"Gibbs: plate '{name}' is given subsample= of dtype {idx.dtype} and shape "
+                             f"{tuple(idx.shape)}; a plate's subsample is a 1-d tensor of integer row indices")
+    counts = torch.bincount(idx.detach().to("cpu", torch.int64).clamp(-1, size) + 1, minlength=size + 2)[1:-1]
+    outside = idx.numel() - int(counts.sum())
+    repeated, missing = (counts > 1).nonzero().flatten(), (counts == 0).nonzero().flatten()
+    if outside or missing.numel():
+        raise ModelSpecError(
+            f"Gibbs: plate '{name}' is given subsample= indices of its full size {size} that are not a "
+            f"permutation of 0..{size - 1}: {repeated.numel()} row(s) repeated (e.g. {repeated[:3].tolist()}), "
+            f"{missing.numel()} missing (e.g. {missing[:3].tolist()})"
+            f"{f', {outside} outside 0..{size - 1}' if outside else ''}; Pyro scores them at scale 1, so the chain "
+            f"would target the posterior of the repeated rows counted twice and the missing ones left out: give "
+            f"each row once (or drop subsample=)")
 
 
 def _plates_text(plates: dict) -> str:

@@ -21,6 +21,7 @@ from hybridpgm.checks import shown_items
 from hybridpgm.data.binarize import DrawnExamples, DynamicBinarized
 from hybridpgm.data.validation import check_finite
 from hybridpgm.errors import ConfigError, DataError
+from hybridpgm.train.subset_reads import read_through_subsets
 
 __all__ = ["BatchStream", "TensorData", "batch_size_of", "collate_getitems", "fetch_batch", "getitems_returns_batch",
            "move_to", "num_steps", "steps_per_epoch"]
@@ -82,8 +83,8 @@ def fetch_batch(dataset: Dataset, indices: torch.Tensor) -> Any:
     ``int`` (as torch's ``DataLoader`` gives them; hybridpgm's :class:`TensorData` reads the batch with its
     :meth:`~TensorData.rows`, given the tensor itself, as through torch's :class:`~torch.utils.data.Subset`
     (:func:`~torch.utils.data.random_split`; the indices composed as its ``__getitems__`` composes them), and a
-    :class:`~hybridpgm.data.binarize.DynamicBinarized`
-    draws it with its ``draw``, no list of examples made; a list of a batch read at once,
+    :class:`~hybridpgm.data.binarize.DynamicBinarized` draws it with its ``draw``, through Subsets too
+    (:mod:`hybridpgm.train.subset_reads`), no list of examples made; a list of a batch read at once,
     :class:`~hybridpgm.data.binarize.DrawnExamples`, gives that batch).
     Its result is used as it is where
     :func:`getitems_returns_batch` says it is a ready batch (``getitems_returns_batch = True``), or where it
@@ -100,11 +101,9 @@ def fetch_batch(dataset: Dataset, indices: torch.Tensor) -> Any:
     getitems = getattr(type(dataset), "__getitems__", None)
     if getitems is TensorData.__getitems__:  # read at once, no list of examples
         return dataset.rows(indices)
-    if isinstance(dataset, torch.utils.data.Subset) and (root := _under_subsets(dataset)) is not None:
-        try:
-            return root.rows(_subset_indices(dataset, indices))  # random_split's: no list of B examples (7x)
-        except IndexError:  # a negative index of a Subset (the error path only: the read stays one index_select)
-            return root.rows(_subset_indices(dataset, indices, wrap=True))
+    read, batch = read_through_subsets(dataset, indices)  # random_split's, over either: no list of B examples
+    if read:
+        return batch
     if getitems is DynamicBinarized.__getitems__:  # drawn at once, no list
         return dataset.draw(indices)
     if getitems_returns_batch(dataset):
@@ -125,32 +124,6 @@ def fetch_batch(dataset: Dataset, indices: torch.Tensor) -> Any:
         return _collated(dataset, rows, items)
     rows = indices.tolist()
     return _collated(dataset, rows, [dataset[i] for i in rows])
-
-
-def _under_subsets(dataset: torch.utils.data.Subset) -> "TensorData | None":
-    """The :class:`TensorData` that ``dataset``'s chain of torch's own :class:`~torch.utils.data.Subset` reads
-    through its ``__getitems__`` (what :func:`~torch.utils.data.random_split` makes), else ``None``."""
-    while isinstance(dataset, torch.utils.data.Subset):
-        if getattr(type(dataset), "__getitems__", None) is not torch.utils.data.Subset.__getitems__:
-            return None
-        dataset = dataset.dataset
-    return dataset if getattr(type(dataset), "__getitems__", None) is TensorData.__getitems__ else None
-
-
-def _subset_indices(dataset: torch.utils.data.Subset, indices: torch.Tensor, wrap: bool = False) -> list:
-    """``indices`` of ``dataset`` as the indices of the dataset under its Subsets, composed as each
-    ``Subset.__getitems__`` composes them (``subset.indices[i]``).
-
-    :param wrap: a negative index of a Subset counts from the end of the dataset under it, as ``dataset[i]`` and
-        torch's ``TensorDataset`` read it (:meth:`TensorData.rows` takes none: :func:`fetch_batch` asks for this
-        only after an ``IndexError``, so that the usual read costs nothing more)."""
-    rows = indices.tolist()
-    while isinstance(dataset, torch.utils.data.Subset):
-        rows = [dataset.indices[i] for i in rows]
-        dataset = dataset.dataset
-        if wrap:
-            rows = [int(r) + len(dataset) if r < 0 else int(r) for r in rows]
-    return rows
 
 
 def _surely_finite(t: torch.Tensor) -> bool:

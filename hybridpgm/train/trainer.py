@@ -46,6 +46,7 @@ from hybridpgm.train.fit_options import (
 )
 from hybridpgm.train.history import FitResult
 from hybridpgm.train.objective import Objective, player_schedule, set_up
+from hybridpgm.train.one_row_batches import refusing_one_row_last_batch
 from hybridpgm.train.precision import autocast_for
 from hybridpgm.train.resume import resume_mode, run_config
 from hybridpgm.train.run_checkpoint import RunCheckpoint
@@ -307,6 +308,9 @@ def fit(
         else:  # a fresh run, or a resume on another number of ranks
             pyro.set_rng_seed(rng_seed(seed, context.rank, origin.start_step))
 
+        on_exit.enter_context(refusing_one_row_last_batch(  # a batch norm meeting a one-row last batch: at step 0
+            module, stream, num_examples=len(dataset), accumulate=accumulate, drop_last=drop_last,
+            start=origin.start_step, stop=origin.start_step if origin.finished else total_steps))
         write_checkpoint = RunCheckpoint(checkpoint, module=module, objective=objective, players=players,
                                          callbacks=callbacks, history=origin.history, seed=seed, config=config,
                                          context=context, layout=layout, dataset=origin.carried).write

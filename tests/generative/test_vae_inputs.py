@@ -105,11 +105,13 @@ def test_the_guide_still_names_wrong_shapes_with_leading_dimensions_allowed(x, e
 
 def test_batch_norm_with_a_training_batch_of_one_is_a_config_error(binary):
     vae = VAE(6, 2, (8,), batch_norm=True)
-    for batch_size, step in ((1, 0), (11, 1)):  # a batch of one, or an epoch's last batch of one
-        with pytest.raises(ConfigError, match=rf"VAE\(batch_norm=True\) got a training batch of one row "
-                                              rf"\(training data, step {step}, player 'elbo'\).*drop_last=True"):
-            fit(SVIObjective(vae.model, vae.guide), binary, epochs=1, batch_size=batch_size, shuffle=False,
-                progress=False, seed=0)
+    with pytest.raises(ConfigError, match=r"VAE\(batch_norm=True\) got a training batch of one row "
+                                          r"\(training data, step 0, player 'elbo'\).*drop_last=True"):  # batch of 1
+        fit(SVIObjective(vae.model, vae.guide), binary, epochs=1, batch_size=1, shuffle=False, progress=False, seed=0)
+    # an epoch's last batch of one: refused at step 0 by fit (hybridpgm/train/one_row_batches.py), at step 1 before
+    with pytest.raises(ConfigError, match=r"fit: the data's 12 examples in batches of batch_size=11 end each epoch "
+                                          r"with a batch of 1 row, but batch norm layer '(en|de)coder\.1'.*drop_last"):
+        fit(SVIObjective(vae.model, vae.guide), binary, epochs=1, batch_size=11, shuffle=False, progress=False, seed=0)
     with pytest.raises(ConfigError, match=r"batch of one row .*decoder's input has shape \(1, 2\)"):
         vae.sample(1)
     vae.eval()  # the running statistics serve a single row

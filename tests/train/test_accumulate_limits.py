@@ -85,6 +85,22 @@ def test_a_one_row_micro_batch_under_batch_norm_names_the_micro_batch_and_the_fi
 @pytest.mark.filterwarnings(f"ignore:{BATCH_NORM}")
 def test_the_last_incomplete_batch_split_to_one_row_asks_for_drop_last():
     x, y = regression_data(n=14)
+    # refused at step 0 since session 41 (hybridpgm/train/one_row_batches.py; at step 1 before)
+    with pytest.raises(ConfigError, match=r"^fit: the data's 14 examples in batches of batch_size=8 end each epoch "
+                                          r"with a batch of 6 rows, which accumulate=4 splits into micro-batches of "
+                                          r"2, 2, 1, 1 rows, but batch norm layer '1' \(BatchNorm1d, training mode\)"
+                                          r".*pass drop_last=True"):
+        fit(BatchNormRegression(), (x, y), batch_size=8, accumulate=4, shuffle=False, progress=False, seed=0)
+
+
+@pytest.mark.filterwarnings(f"ignore:{BATCH_NORM}")
+def test_a_one_row_micro_batch_the_first_step_misses_names_the_micro_batch(monkeypatch):
+    """The message at the step itself, where the first step's check does not see it (here switched off)."""
+    import contextlib
+
+    from hybridpgm.train import trainer
+    monkeypatch.setattr(trainer, "refusing_one_row_last_batch", lambda *a, **k: contextlib.nullcontext())
+    x, y = regression_data(n=14)
     with pytest.raises(ConfigError, match=r"micro-batch 3 of 4 at step 1 has one row: the epoch's last, incomplete "
                                           r"batch has 6 rows \(batch_size=8\), and accumulate=4 splits it into "
                                           r"micro-batches of 2, 2, 1, 1 rows, but batch normalisation in training "
