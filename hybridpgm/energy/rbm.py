@@ -42,13 +42,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hybridpgm.autograd_scope import usable_with_grad
 from hybridpgm.checks import (check_device, generator_keywords, generator_or_none, positive_int, positive_real,
                               sample_count)
-from hybridpgm.data.validation import as_model_dtype, check_unit_values
+from hybridpgm.data.validation import as_model_dtype
 from hybridpgm.energy.machine_options import RBMOptions
 from hybridpgm.energy.rbm_chains import RBMChains, without_autocast
+from hybridpgm.energy.rbm_checks import RBMChecks
 from hybridpgm.energy.rbm_likelihood import RBMLikelihood
+from hybridpgm.energy.rbm_sigma import GaussianSigma
 from hybridpgm.energy.sampling import bernoulli, standard_normal
 from hybridpgm.errors import DataError, ModelSpecError
 from hybridpgm.global_state_lock import holding_global_state
@@ -63,12 +64,14 @@ _VISIBLE_TYPES = ("bernoulli", "gaussian")
 
 
 @serializable
-class RBM(RBMOptions, RBMLikelihood, RBMChains, nn.Module):
+class RBM(RBMOptions, RBMChecks, GaussianSigma, RBMLikelihood, RBMChains, nn.Module):
     r"""Restricted Boltzmann machine (see the module docstring for the maths).
 
     :math:`\log Z`, :math:`\log p(v)`, the pseudo-log-likelihood and the reconstruction error come from
     :class:`~hybridpgm.energy.rbm_likelihood.RBMLikelihood`; the chain protocol of contrastive divergence
-    (positive and negative phases, the CD/PCD surrogate) from :class:`~hybridpgm.energy.rbm_chains.RBMChains`.
+    (positive and negative phases, the CD/PCD surrogate) from :class:`~hybridpgm.energy.rbm_chains.RBMChains`;
+    the checks of parameters and inputs from :class:`~hybridpgm.energy.rbm_checks.RBMChecks`; the ``sigma``
+    buffer from :class:`~hybridpgm.energy.rbm_sigma.GaussianSigma`.
 
     :param int num_visible: ``V``.
     :param int num_hidden: ``H``.
@@ -77,7 +80,9 @@ class RBM(RBMOptions, RBMLikelihood, RBMChains, nn.Module):
         (grey levels read as probabilities) instead of requiring exact 0/1.  The attribute may be changed later;
         ``num_visible``, ``num_hidden`` and ``visible_type`` are fixed.
     :param float sigma: standard deviation of Gaussian visible units (fixed; standardise
-        the data first, as in [2]).
+        the data first, as in [2]), held in the buffer ``sigma`` in the parameters' dtype; ``.double()`` and
+        ``.to(dtype)`` give it this number at the new precision (not the float32 rounding widened) unless it
+        was loaded or edited to another value (:mod:`hybridpgm.energy.rbm_sigma`).
     :param float init_scale: standard deviation of the initial weights (``0.01`` as in [2]).
     :raises ModelSpecError: a size that is not a positive integer (``bool`` and floats included), an unknown
         ``visible``, or a ``sigma`` / ``init_scale`` that is not a finite positive (non-negative) number.
@@ -101,7 +106,7 @@ class RBM(RBMOptions, RBMLikelihood, RBMChains, nn.Module):
         self.weight = nn.Parameter(torch.randn(num_visible, num_hidden).mul_(init_scale))
         self.visible_bias = nn.Parameter(torch.zeros(num_visible))
         self.hidden_bias = nn.Parameter(torch.zeros(num_hidden))
-        self.register_buffer("sigma", torch.full((num_visible,), float(sigma)))
+        self._register_sigma(num_visible, sigma)  # follows .double() at the precision asked (rbm_sigma)
 
     @property
     def gaussian(self) -> bool:
@@ -111,77 +116,7 @@ class RBM(RBMOptions, RBMLikelihood, RBMChains, nn.Module):
         """The layer sizes and the visible units' type, shown by ``repr``."""
         return f"num_visible={self.num_visible}, num_hidden={self.num_hidden}, visible={self.visible_type!r}"
 
-    # ------------------------------------------------------------------ checks
-    def check_parameters(self) -> None:
-        """Raise :class:`ModelSpecError` naming the first parameter holding NaN/inf, or a Gaussian RBM's ``sigma``
-        buffer holding an entry that is not a finite positive number (loaded by ``load_state_dict``: the
-        constructor checks its own)."""
-        for name, param in self.named_parameters():
-            if not bool(torch.isfinite(param).all()):
-                raise ModelSpecError(f"RBM parameter {name!r} (shape {tuple(param.shape)}) has non-finite entries")
-        if self.gaussian and not bool(((self.sigma > 0) & torch.isfinite(self.sigma)).all()):
-            raise ModelSpecError(f"RBM buffer 'sigma' (the Gaussian units' standard deviations) must hold finite "
-                                 f"positive numbers, got {self.sigma.tolist()[:8]}")
-
-    def check_visible(self, v: torch.Tensor, name: str = "v") -> torch.Tensor:
-        """Validate visible data ``batch x V``; returns it in the model's dtype, converted
-        by the rule of :func:`hybridpgm.data.validation.as_model_dtype` (bool and
-        integers exactly; float64 data for a float32 model are refused).
-
-        :param v: ``batch x V`` visible data.
-        :param str name: what the error messages call ``v`` (default ``"v"``).
-        :raises DataError: wrong last dimension, NaN/inf, or non-binary values for
-            Bernoulli units (values outside ``[0, 1]`` when ``probabilities=True``);
-            inside :func:`hybridpgm.fit`'s step the value check is raised at the
-            step's host read (:mod:`hybridpgm.train.deferred_checks`).
-        :raises DeviceError: ``v`` is not on the device of the parameters.
-        """
-        require_tensor(v, f"RBM visible data {name!r}", arg=name)
-        if v.dim() < 1 or v.shape[-1] != self.num_visible:
-            raise DataError(f"RBM visible data {name!r} must have shape (..., {self.num_visible}), "
-                            f"got {tuple(v.shape)}")
-        check_device(v, self.weight, f"RBM visible data {name!r}")
-        what = f"RBM visible data {name!r}"
-        binary = v.dtype == torch.bool  # exactly 0/1: nothing to read
-        v = as_model_dtype(v, self.weight.dtype, what)
-        if not binary:
-            check_unit_values(v, what, gaussian=self.gaussian, probabilities=self.probabilities, model="RBM")
-        return usable_with_grad(v)  # made under inference_mode, queried with grad on: a clone autograd can save
-
-    def check_hidden(self, h: torch.Tensor, name: str = "h") -> torch.Tensor:
-        """Validate hidden states ``batch x H`` (values in ``[0, 1]``); returns them in the model's dtype
-        (the rule of :func:`hybridpgm.data.validation.as_model_dtype`, as for visible data).
-
-        :param h: ``batch x H`` hidden states.
-        :param str name: what the error messages call ``h`` (default ``"h"``).
-        :raises DataError: wrong last dimension, dtype, or values outside ``[0, 1]`` (NaN included).
-        :raises DeviceError: ``h`` is not on the device of the parameters.
-        """
-        require_tensor(h, f"RBM hidden states {name!r}", arg=name)
-        if h.dim() < 1 or h.shape[-1] != self.num_hidden:
-            raise DataError(f"RBM hidden states {name!r} must have shape (..., {self.num_hidden}), "
-                            f"got {tuple(h.shape)}")
-        check_device(h, self.weight, f"RBM hidden states {name!r}")
-        h = as_model_dtype(h, self.weight.dtype, f"RBM hidden states {name!r}")
-        if not bool(((h >= 0) & (h <= 1)).all()):
-            raise DataError(f"RBM hidden states {name!r} must lie in [0, 1]")
-        return usable_with_grad(h)
-
     # ------------------------------------------------------------- the maths
-    def _in_dtype(self, x: torch.Tensor | None, what: str = "RBM chain state") -> torch.Tensor | None:
-        """``x`` in the parameters' dtype, for the chain protocol (:meth:`positive_phase`, :meth:`clamped_state`,
-        :meth:`contrastive_gap`, ...).  A half-precision ``x`` (what autocast makes) is converted as it is (up,
-        exactly for 0/1 states); any other dtype by :func:`~hybridpgm.data.validation.as_model_dtype`, the rule
-        of :meth:`check_visible`: ``bool`` and integer states exactly, a wider float refused.
-
-        :raises DataError: for a dtype that rule refuses (``float64`` states for a ``float32`` model, integers
-            beyond the dtype's exact range, complex), naming ``what``."""
-        if x is None or x.dtype == self.weight.dtype:
-            return x
-        if x.dtype in (torch.float16, torch.bfloat16):
-            return x.to(self.weight.dtype)
-        return as_model_dtype(x, self.weight.dtype, what)
-
     def _scaled(self, v: torch.Tensor) -> torch.Tensor:
         return v / self.sigma if self.gaussian else v
 

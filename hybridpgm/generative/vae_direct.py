@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import pyro.distributions as dist
 import torch
+import torch.nn.functional as F
 
 from hybridpgm.checks import site_prefix
 from hybridpgm.data.validation import check_num_data, describe_origin
 from hybridpgm.errors import DataError
+from hybridpgm.generative.vae_networks import VAENetworks
 
 __all__ = ["VAEDirectELBO"]
 
@@ -58,9 +60,21 @@ class VAEDirectELBO:
         z = posterior.rsample()
         prior = dist.Normal(x.new_zeros(x.shape[:-1] + (self.z_dim,)), x.new_ones(()), validate_args=False)
         out = self._net(self.decoder, z, "decoder")
-        terms = (prior.log_prob(z).sum(-1), self._likelihood(out, validate=False).log_prob(x),
-                 posterior.log_prob(z).sum(-1))
+        terms = (prior.log_prob(z).sum(-1), self._log_likelihood(out, x), posterior.log_prob(z).sum(-1))
         if scale != 1.0:
             terms = tuple(t * scale for t in terms)
         log_prior, log_lik, log_q = (t.sum() for t in terms)
         return -(log_prior + log_lik - log_q)
+
+    def _log_likelihood(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """:math:`\\log p_\\theta(x_n \\mid z_n)` per row, ``[batch]``, from the decoder's output ``out``: the
+        ``_likelihood(out, validate=False).log_prob(x)`` of the traced program.  For a Bernoulli likelihood whose
+        ``_likelihood`` is the VAE's own and ``out`` of ``x``'s shape, the same value and gradients without
+        building the two distribution objects, and with the sign taken after the row sums, not over the
+        ``batch x D`` terms (negation is exact and a sum's rounding is symmetric in sign, so the bits are
+        :class:`~torch.distributions.Bernoulli`'s: ``-bce(out, x)`` summed over the last dimension, as
+        :class:`~torch.distributions.Independent` sums it)."""
+        if self.likelihood == "bernoulli" and out.shape == x.shape \
+                and type(self)._likelihood is VAENetworks._likelihood:
+            return F.binary_cross_entropy_with_logits(out, x, reduction="none").sum(-1).neg()
+        return self._likelihood(out, validate=False).log_prob(x)

@@ -19,7 +19,7 @@ from pyro import poutine
 from hybridpgm.diagnostics import from_mcmc, from_pyro_svi, make_inference_data
 from hybridpgm.errors import DiagnosticsWarning
 from tests.diagnostics.test_sampler_data import _nuts_run
-from tests.diagnostics.test_svi_data import BN_DATA, PA, _chain_net, obs_mask_guide, obs_mask_model
+from tests.diagnostics.svi_models import BN_DATA, PA, _chain_net, obs_mask_guide, obs_mask_model
 
 Y = torch.tensor([0.5, 9.0, 1.5, -0.3, 9.0, 2.0])  # 9.0: placeholders of the missing entries
 MASK = torch.tensor([True, False, True, True, False, True])

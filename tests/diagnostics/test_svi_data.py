@@ -14,22 +14,9 @@ from pyro.infer.autoguide import AutoDelta, AutoDiagonalNormal, AutoNormal
 
 from hybridpgm.diagnostics import from_pyro_svi, from_svi
 from hybridpgm.errors import DataError
-from tests.diagnostics.arviz_groups import group_names
 from tests.diagnostics.conjugate import guide_with_width, model as local_model
 from tests.diagnostics.replay_models import plate_model as two_latent_model  # global latents: autoguides fit
-
-
-X = torch.tensor([0.3, -1.2, 0.8, 2.0, 0.1])
-
-
-def global_model(x):
-    mu = pyro.sample("mu", dist.Normal(0.0, 2.0))
-    with pyro.plate("data", x.shape[0]):
-        pyro.sample("x", dist.Normal(mu, 1.0), obs=x)
-
-
-def global_guide(x):
-    pyro.sample("mu", dist.Normal(x.mean(), 1.0 / x.shape[0] ** 0.5))
+from tests.diagnostics.svi_models import X, deterministic_and_factor_model, global_guide, global_model
 
 
 def test_svi_round_trip_and_arviz_diagnostics():
@@ -119,15 +106,6 @@ def test_arviz_summary_loo_ess_and_plot_trace_run_on_our_outputs():
     plt.close("all")
 
 
-def deterministic_and_factor_model(x):
-    mu = pyro.sample("mu", dist.Normal(0.0, 2.0))
-    pyro.deterministic("twice_mu", 2 * mu)
-    pyro.factor("shrink", -0.5 * mu**2)
-    with pyro.plate("data", x.shape[0]):
-        pyro.deterministic("residual", x - mu)
-        pyro.sample("x", dist.Normal(mu, 1.0), obs=x)
-
-
 def test_from_pyro_svi_puts_deterministic_sites_in_the_posterior_and_leaves_factors_out():
     """Before: ``twice_mu``, ``residual`` and ``shrink`` (observed sites to Pyro) were data in ``observed_data``,
     ``posterior_predictive`` and ``log_likelihood``, so ``az.loo`` summed them in."""
@@ -154,113 +132,6 @@ def factor_only_model(x):
 def test_from_pyro_svi_counts_no_factor_or_deterministic_site_as_data():
     with pytest.raises(DataError, match="no observed sample site"):
         from_pyro_svi(factor_only_model, global_guide, X, num_samples=5)
-
-
-LOCS, WEIGHTS, SHIFT_LOC, SHIFT_SCALE = torch.tensor([-2.0, 2.0]), torch.tensor([0.3, 0.7]), 0.3, 0.6
-
-
-MIXTURE_X = torch.tensor([-1.2, -0.6, 0.0, 0.4, 1.0, 1.4])
-
-
-def mixture_model(x, record_centre=False):
-    """A two-component mixture whose components share a shift; ``z`` is enumerated, not in the guide."""
-    shift = pyro.sample("shift", dist.Normal(0.0, 3.0))
-    with pyro.plate("data", x.shape[0]):
-        z = pyro.sample("z", dist.Categorical(WEIGHTS), infer={"enumerate": "parallel"})
-        if record_centre:
-            pyro.deterministic("centre", LOCS[z] + shift)
-        pyro.sample("x", dist.Normal(LOCS[z] + shift, 1.0), obs=x)
-
-
-def mixture_guide(x, record_centre=False):
-    pyro.sample("shift", dist.Normal(SHIFT_LOC, SHIFT_SCALE))
-
-
-def test_from_pyro_svi_draws_enumerated_sites_from_their_conditional_posterior():
-    """Before: ``z`` came from its prior (Predictive runs the model unconditioned on the data for sites the guide
-    lacks), labelled posterior.  Each draw of ``z`` must follow p(z_n | x_n, shift_s) for the same draw's shift:
-    p(z_n = 1 | x_n, shift) = w_1 N(x_n; 2 + shift, 1) / sum_k w_k N(x_n; loc_k + shift, 1)."""
-    pyro.set_rng_seed(0)
-    num_samples = 1000
-    idata = from_pyro_svi(mixture_model, mixture_guide, MIXTURE_X, num_samples=num_samples)
-    assert sorted(idata.posterior.data_vars) == ["shift", "z"]
-    assert idata.posterior["z"].shape == (1, num_samples, 6)
-    shift = torch.as_tensor(idata.posterior["shift"].values[0])
-    z = torch.as_tensor(idata.posterior["z"].values[0])
-    logits = WEIGHTS.log() + dist.Normal(LOCS + shift[:, None, None], 1.0).log_prob(MIXTURE_X[:, None])
-    p1 = logits.softmax(-1)[..., 1]  # S x N exact conditional probabilities
-    # independent Bernoulli draws: the standardized sum of (indicator - p) per data point is ~ N(0, 1) (the data
-    # keep p away from 0 and 1, so each variance sum is > 20 and the normal approximation holds)
-    variance = (p1 * (1 - p1)).sum(0)
-    assert variance.min() > 20, variance
-    score = ((z == 1).double() - p1).sum(0) / variance.sqrt()
-    assert score.abs().max() < 4.0, score  # 6 points: false alarm probability < 4e-4
-    np.testing.assert_allclose(idata.log_likelihood["x"].values[0], mixture_log_lik(shift).numpy(), rtol=1e-5)
-    assert idata.posterior_predictive["x"].shape == (1, num_samples, 6)
-
-
-def mixture_log_lik(shift):
-    """``S x N`` exact pointwise log-likelihood of the mixture given each draw's shift, ``z`` summed out."""
-    return torch.logsumexp(WEIGHTS.log() + dist.Normal(LOCS + shift[:, None, None], 1.0).log_prob(MIXTURE_X[:, None]),
-                           dim=-1)
-
-
-def test_the_log_likelihood_sums_a_local_enumerated_site_out_as_the_model_does():
-    """Before, it was log p(x_n | shift, z_n) at a draw of z_n that had seen x_n (from infer_discrete), which
-    made az.loo about 11 nats too optimistic on a mixture; LOO needs log p(x_n | shift), z_n summed out."""
-    pyro.set_rng_seed(0)
-    idata = from_pyro_svi(mixture_model, mixture_guide, MIXTURE_X, num_samples=50)
-    shift = torch.as_tensor(idata.posterior["shift"].values[0])
-    np.testing.assert_allclose(idata.log_likelihood["x"].values[0], mixture_log_lik(shift).numpy(), rtol=1e-6)
-    z = torch.as_tensor(idata.posterior["z"].values[0])
-    conditional = dist.Normal(LOCS[z] + shift[:, None], 1.0).log_prob(MIXTURE_X)
-    assert (conditional.numpy() > idata.log_likelihood["x"].values[0]).mean() > 0.5  # what it was: optimistic
-
-
-def test_from_pyro_svi_computes_deterministic_sites_from_the_drawn_discrete_sites():
-    pyro.set_rng_seed(0)
-    idata = from_pyro_svi(mixture_model, mixture_guide, MIXTURE_X, num_samples=20, record_centre=True)
-    assert sorted(idata.posterior.data_vars) == ["centre", "shift", "z"]
-    shift = torch.as_tensor(idata.posterior["shift"].values[0])
-    z = torch.as_tensor(idata.posterior["z"].values[0])
-    np.testing.assert_allclose(idata.posterior["centre"].values[0], (LOCS[z] + shift[:, None]).numpy(), rtol=1e-6)
-    np.testing.assert_allclose(idata.log_likelihood["x"].values[0], mixture_log_lik(shift).numpy(), rtol=1e-5)
-
-
-GLOBAL_MEANS = torch.tensor([-1.0, 1.0])
-
-
-def global_switch_model(x):
-    """A global enumerated switch ``c`` outside the plate: p(c = 1 | x) is exact in closed form."""
-    c = pyro.sample("c", dist.Bernoulli(0.5), infer={"enumerate": "parallel"})
-    with pyro.plate("data", x.shape[0]):
-        pyro.sample("x", dist.Normal(GLOBAL_MEANS[c.long()], 2.0), obs=x)
-
-
-def test_from_pyro_svi_draws_a_global_enumerated_site_from_its_posterior():
-    """Before: ``c`` came from its prior, p = 0.5, while its posterior has p = 0.29 (4 standard errors:
-    0.09)."""
-    pyro.set_rng_seed(0)
-    x = torch.tensor([-0.5, -1.5, 0.2])
-    num_samples = 400
-    idata = from_pyro_svi(global_switch_model, lambda x: None, x, num_samples=num_samples)
-    c = idata.posterior["c"].values[0]
-    assert c.shape == (num_samples,)
-    log_p = dist.Normal(GLOBAL_MEANS[:, None], 2.0).log_prob(x).sum(-1)
-    p1 = float(log_p.softmax(0)[1])
-    assert abs(c.mean() - p1) < 4 * (p1 * (1 - p1) / num_samples) ** 0.5, (c.mean(), p1)
-
-
-def test_from_pyro_svi_refuses_sequential_enumeration_of_a_site_the_guide_lacks():
-    from hybridpgm.errors import ConfigError
-
-    def model(x):
-        c = pyro.sample("c", dist.Bernoulli(0.5), infer={"enumerate": "sequential"})
-        with pyro.plate("data", x.shape[0]):
-            pyro.sample("x", dist.Normal(c, 1.0), obs=x)
-
-    with pytest.raises(ConfigError, match="\\['c'\\].*'sequential'"):
-        from_pyro_svi(model, lambda x: None, X, num_samples=5)
 
 
 def subsampled_model(x, subsample_size=None, subsample=None):
@@ -350,86 +221,6 @@ def test_from_pyro_svi_warns_that_a_point_estimate_guide_cannot_feed_loo():
     pyro.clear_param_store()
 
 
-# ---------------------------------------------------------------- obs_mask splits: a BayesNet with missing entries
-PA, PB, PC = torch.tensor([0.3, 0.7]), torch.tensor([[0.8, 0.2], [0.1, 0.9]]), torch.tensor([[0.6, 0.4], [0.25, 0.75]])
-
-
-BN_DATA = torch.tensor([[-1, 0, 1], [-1, 1, 0], [1, 1, 1], [0, -1, 1], [1, -1, 0]])  # -1: missing
-
-
-def _chain_net():
-    from hybridpgm.graphs import BayesNet, cpd
-
-    bn = BayesNet()
-    bn.add("a", cpd.Table(PA.tolist()))
-    bn.add("b", cpd.Table(PB.tolist(), ["a"]))
-    bn.add("c", cpd.Table(PC.tolist(), ["b"]))
-    return bn
-
-
-@pytest.mark.slow  # statistical: 800 draws against the exact posterior
-@pytest.mark.filterwarnings("ignore:from_pyro_svi. every posterior draw has the same")  # no continuous latent
-def test_from_pyro_svi_takes_a_bayes_net_s_own_guide_and_reports_each_node_s_posterior():
-    """Before: bn.guide refused the data ('BayesNet.guide is empty ...'), and with an empty guide the posterior
-    held 'a_unobserved', whose entries in the rows where 'a' is observed were uniform noise."""
-    bn = _chain_net()
-    pyro.set_rng_seed(0)
-    num_samples = 800
-    idata = from_pyro_svi(bn.model, bn.guide, BN_DATA, num_samples=num_samples)
-    assert set(idata.posterior.data_vars) == {"a", "b"}
-    exact = bn.posterior(["a", "b"], evidence=bn.columns(BN_DATA))
-    for node in ("a", "b"):
-        draws = torch.as_tensor(idata.posterior[node].values[0])  # S x N
-        assert draws.shape == (num_samples, len(BN_DATA))
-        observed = BN_DATA[:, "abc".index(node)] >= 0
-        assert (draws[:, observed] == BN_DATA[observed, "abc".index(node)]).all()  # the observed value, always
-        frequency = draws.double().mean(0)
-        p = exact[node][:, 1].double().detach()
-        tolerance = 4 * (p * (1 - p) / num_samples).sqrt() + 1e-9  # 4 standard errors
-        assert ((frequency - p).abs() <= tolerance).all(), (node, frequency, p)
-
-
-@pytest.mark.filterwarnings("ignore:from_pyro_svi. every posterior draw has the same")  # no continuous latent
-def test_from_pyro_svi_gives_a_masked_entry_no_log_likelihood():
-    """Before: the missing entries of 'a_observed' scored log p(a = placeholder), as if observed; then 0, which
-    az.loo still counted as a data point.  Now the log-likelihood of node 'a' lists its observed rows only."""
-    bn = _chain_net()
-    pyro.set_rng_seed(0)
-    idata = from_pyro_svi(bn.model, bn.guide, BN_DATA, num_samples=20)
-    log_lik = torch.as_tensor(idata.log_likelihood["a"].values[0])
-    observed = BN_DATA[:, 0] >= 0
-    torch.testing.assert_close(log_lik, PA.log()[BN_DATA[observed, 0]].expand(20, -1))
-    # b's pointwise log-likelihood sums its missing parent out: log p(b_n) where a_n is missing
-    log_lik_b = torch.as_tensor(idata.log_likelihood["b"].values[0])
-    assert log_lik_b.shape == (20, 3)  # b is missing in rows 3 and 4
-    torch.testing.assert_close(log_lik_b[0, 0], (PA @ PB[:, 0]).log())
-
-
-def obs_mask_model(y, mask):
-    mu = pyro.sample("mu", dist.Normal(0.0, 2.0))
-    with pyro.plate("data", y.shape[0]):
-        pyro.sample("y", dist.Normal(mu, 1.0), obs=y, obs_mask=mask)
-
-
-def obs_mask_guide(y, mask):
-    mu = pyro.sample("mu", dist.Normal(1.0, 0.1))
-    with pyro.plate("data", y.shape[0]):
-        pyro.sample("y_unobserved", dist.Normal(mu, 1.0))
-
-
-def test_from_pyro_svi_reports_a_pyro_obs_mask_site_as_its_node():
-    y, mask = torch.tensor([0.5, 9.0, 1.5]), torch.tensor([True, False, True])  # 9.0: a placeholder
-    pyro.set_rng_seed(0)
-    idata = from_pyro_svi(obs_mask_model, obs_mask_guide, y, mask, num_samples=200)
-    assert set(idata.posterior.data_vars) == {"mu", "y"}
-    draws = torch.as_tensor(idata.posterior["y"].values[0])
-    assert (draws[:, mask] == y[mask]).all()
-    assert abs(float(draws[:, 1].mean()) - 1.0) < 0.3 and float(draws[:, 1].std()) > 0.5  # drawn, ~N(mu, 1)
-    assert torch.as_tensor(idata.log_likelihood["y"].values[0]).shape == (200, 2)  # the observed entries
-    with pytest.raises(DataError, match=r"'y_unobserved' \(the missing entries of 'y': ask for 'y'\)"):
-        from_pyro_svi(obs_mask_model, obs_mask_guide, y, mask, num_samples=5, return_sites=["y_unobserved"])
-
-
 def test_from_pyro_svi_is_isolated_from_the_caller_s_handlers():
     pyro.set_rng_seed(0)
     plain = from_pyro_svi(global_model, global_guide, X, num_samples=20)
@@ -439,82 +230,6 @@ def test_from_pyro_svi_is_isolated_from_the_caller_s_handlers():
     np.testing.assert_array_equal(got.log_likelihood["x"].values, plain.log_likelihood["x"].values)
     np.testing.assert_array_equal(got.posterior["mu"].values, plain.posterior["mu"].values)
     assert not {"mu", "x", "data"} & set(outer.trace.nodes)
-
-
-def mrf_ab():
-    """``a -- b``, two binary variables, with a unary factor on ``a``; ``A`` observes ``a`` in four rows."""
-    from hybridpgm.graphs import MarkovNet
-
-    mrf = MarkovNet({"a": 2, "b": 2})
-    mrf.add_factor("ab", ["a", "b"], torch.tensor([[2.0, 0.0], [0.0, 1.0]]))
-    mrf.add_factor("ua", ["a"], torch.tensor([1.5, 0.0]))
-    return mrf
-
-
-A = torch.tensor([0, 1, 0, 0])
-
-
-def test_from_pyro_svi_leaves_markov_net_placeholder_sites_out_and_keeps_the_posterior():
-    """Before: ``a``'s log-likelihood was ``-log 2`` in every row and draw (its placeholder ``Categorical(logits=0)``;
-    the likelihood lies in ``pyro.factor`` sites, which are left out) and its posterior predictive was uniform."""
-    mrf = mrf_ab()
-    pyro.set_rng_seed(0)
-    with pytest.warns(UserWarning, match=r"\['a'\].*placeholders.*mrf\.distribution") as record:
-        idata = from_pyro_svi(lambda a: mrf.model({"a": a}), lambda a: None, A, num_samples=400)
-    assert not [w for w in record if "same pointwise log-likelihood" in str(w.message)]
-    assert group_names(idata) == ["posterior"]
-    # b's draws are from p(b | a_n), the factors counted
-    exact = mrf.marginals(evidence={"a": A})["b"][:, 1].numpy()
-    drawn = idata.posterior["b"].values[0].mean(0)
-    np.testing.assert_allclose(drawn, exact, atol=4 * 0.5 / 400 ** 0.5)
-    assert not np.allclose(exact, 0.5, atol=0.1)  # a uniform placeholder would not give these
-
-
-def joint_normal_and_mrf_model(x, a, mrf):
-    mu = pyro.sample("mu", dist.Normal(0.0, 2.0))
-    with pyro.plate("data", x.shape[0]):
-        pyro.sample("x", dist.Normal(mu, 1.0), obs=x)
-    mrf.model({"a": a}, prefix="mrf_")  # not "mrf/": ArviZ 1.x cannot hold "/" in a name
-
-
-def test_from_pyro_svi_keeps_real_data_next_to_a_markov_net_placeholder():
-    mrf = mrf_ab()
-    x = X[:4]
-    pyro.set_rng_seed(0)
-    with pytest.warns(UserWarning, match=r"\['mrf_a'\]"):
-        idata = from_pyro_svi(joint_normal_and_mrf_model, lambda x, a, mrf: global_guide(x), x, A, mrf,
-                              num_samples=50)
-    for group in ("observed_data", "posterior_predictive", "log_likelihood"):
-        assert list(idata[group].data_vars) == ["x"], group
-    mu = idata.posterior["mu"].values[0]
-    expected = dist.Normal(torch.as_tensor(mu)[:, None], 1.0).log_prob(x).numpy()
-    np.testing.assert_allclose(idata.log_likelihood["x"].values[0], expected, rtol=1e-5)
-    assert idata.posterior["mrf_b"].shape == (1, 50, 4)
-
-
-def test_from_pyro_svi_gives_the_exact_log_likelihood_of_a_markov_net_distribution_site():
-    """The site the placeholder warning points to: ``mrf.distribution()`` observed as one site."""
-    mrf = mrf_ab()
-    y = torch.tensor([[0, 0], [1, 1], [0, 1], [1, 0]])
-
-    def model(y):
-        with pyro.plate("data", y.shape[0]):
-            pyro.sample("mrf", mrf.distribution(), obs=y)
-
-    pyro.set_rng_seed(0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # no latent: every draw has the same log-likelihood
-        idata = from_pyro_svi(model, lambda y: None, y, num_samples=3)
-    exact = mrf.log_prob({"a": y[:, 0], "b": y[:, 1]}).numpy()
-    np.testing.assert_allclose(idata.log_likelihood["mrf"].values[0], np.broadcast_to(exact, (3, 4)), rtol=1e-5)
-
-
-def test_from_pyro_svi_warns_of_no_placeholder_in_a_plain_model_with_factor_sites():
-    pyro.set_rng_seed(0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        idata = from_pyro_svi(deterministic_and_factor_model, global_guide, X, num_samples=20)
-    assert list(idata.log_likelihood.data_vars) == ["x"]
 
 
 def test_from_pyro_svi_broadcasts_a_scalar_observation_across_its_plate():

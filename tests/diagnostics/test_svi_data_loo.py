@@ -12,7 +12,7 @@ from pyro.infer.autoguide import AutoNormal
 
 from hybridpgm.diagnostics import from_pyro_svi
 from tests.diagnostics.conjugate import guide_with_width, model as local_model
-from tests.diagnostics.test_svi_data import MIXTURE_X, X, global_guide, global_model, mixture_guide, mixture_model
+from tests.diagnostics.svi_models import MIXTURE_X, X, global_guide, global_model, mixture_guide, mixture_model
 
 
 LOCAL_LATENTS = "latent site.* lie inside the data plate.*not leave-one-out.*loo.*waic.*check_vi"

@@ -13,7 +13,7 @@ from hybridpgm.errors import DataError, ModelSpecError
 from hybridpgm.gp import ArcCosineKernel, DeepKernelGP, ExactMLLObjective, SVDeepKernelGP
 from hybridpgm.gp.grid_scaling import ScaleToGrid
 from hybridpgm.nn import mlp
-from tests.gp.test_deep_kernel import PlainExactGP  # GPyTorch's textbook exact GP: the reference
+from tests.gp.deep_kernel_helpers import PlainExactGP  # GPyTorch's textbook exact GP: the reference
 
 # a UserWarning or RuntimeWarning not ignored below fails the test (a later filter wins: the ignores, third-party
 # warnings seen in this file, come after the errors)

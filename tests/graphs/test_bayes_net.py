@@ -1,39 +1,15 @@
 """BayesNet: declaration checks, the Pyro model, sampling, learning from incomplete data."""
 
-import functools
 import math
 
-import pyro
 import pytest
 import torch
 from pyro.infer import TraceEnum_ELBO
 
-import hybridpgm
 from hybridpgm.errors import DataError, ModelSpecError
 from hybridpgm.graphs import BayesNet, cpd
-from hybridpgm.infer import SVIObjective
 from tests.graphs.bn_helpers import brute_joint, random_bn, single_thread  # noqa: F401 (autouse fixture)
-
-TRUE = {
-    "a": torch.tensor([0.3, 0.7]),
-    "b": torch.tensor([[0.1, 0.6, 0.3], [0.5, 0.2, 0.3]]),
-    "c": torch.tensor([[0.9, 0.1], [0.3, 0.7], [0.6, 0.4]]),
-}
-
-
-def _chain(tables=TRUE, **kw):
-    bn = BayesNet()
-    bn.add("a", cpd.Table(tables["a"], **kw))
-    bn.add("b", cpd.Table(tables["b"], ["a"], **kw))
-    bn.add("c", cpd.Table(tables["c"], ["b"], **kw))
-    return bn
-
-
-def _with_missing(x: torch.Tensor, frac: float, seed: int) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    x = x.clone().float()
-    x[torch.rand(x.shape, generator=g) < frac] = float("nan")
-    return x
+from tests.graphs.bn_chain import TRUE, _chain, _with_missing
 
 
 def test_declaration_errors_name_the_node():
@@ -130,73 +106,6 @@ def test_trace_enum_elbo_is_exact_marginal_likelihood_with_missing_data():
     torch.testing.assert_close(loss, -bn.log_evidence(evidence).sum())
 
 
-def _fit(bn, data, steps, lr=0.1, **model_kwargs):
-    objective = SVIObjective(bn.model, bn.guide, TraceEnum_ELBO(max_plate_nesting=1), **model_kwargs)
-    hybridpgm.fit(objective, bn.split_missing(data), epochs=steps, batch_size=len(data), device="cpu", seed=0,
-                  progress=False, optim=functools.partial(torch.optim.Adam, lr=lr))
-
-
-def test_learning_with_30_percent_missing_recovers_tables():
-    truth = _chain()
-    torch.manual_seed(0)
-    n = 3000
-    data = _with_missing(truth.to_tensor(truth.sample(n)), 0.3, seed=1)
-    g = torch.Generator().manual_seed(2)
-    learner = BayesNet()
-    learner.add("a", cpd.Table.random(2, generator=g))
-    learner.add("b", cpd.Table.random(3, [2], ["a"], generator=g))
-    learner.add("c", cpd.Table.random(2, [3], ["b"], generator=g))
-    _fit(learner, data, steps=100, lr=0.15)
-    parent_marginal = {"a": torch.ones(1), "b": TRUE["a"], "c": truth.posterior("b").detach()}
-    for v in learner.nodes:
-        learned = learner.cpds[v].probs.detach()
-        # rows where parent and child are both observed: a lower bound on the information per row
-        n_row = n * 0.7 * (0.7 if v != "a" else 1.0) * parent_marginal[v]
-        tol = 4 * torch.sqrt(0.25 / n_row)[..., None]
-        assert torch.all((learned - TRUE[v]).abs() < tol), (v, learned, TRUE[v])
-
-
-def test_dirichlet_prior_gives_the_map_estimate():
-    counts = torch.tensor([5, 12, 3])
-    data = torch.repeat_interleave(torch.arange(3), counts).float()[:, None]
-    alpha = torch.tensor([2.0, 3.0, 1.5])
-    bn = BayesNet().add("x", cpd.Table.uniform(3, prior=alpha))
-    _fit(bn, data, steps=150, lr=0.2, num_data=len(data))
-    ref = (counts + alpha - 1) / (counts.sum() + alpha.sum() - 3)
-    torch.testing.assert_close(bn.cpds["x"].probs.detach(), ref, atol=2e-3, rtol=0)
-
-
-def test_neural_cpd_learns_a_conditional_from_incomplete_data():
-    truth = _chain()
-    torch.manual_seed(0)
-    data = _with_missing(truth.to_tensor(truth.sample(2000))[:, :2], 0.3, seed=3)
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
-    bn = BayesNet().add("a", cpd.Table.uniform(2)).add("b", cpd.Neural(net, ["a"], 3))
-    _fit(bn, data, steps=120, lr=0.1)
-    learned = bn.cpds["b"].log_table().exp().detach()
-    assert learned.shape == (2, 3)
-    n_row = 2000 * 0.7 * 0.7 * TRUE["a"]
-    assert torch.all((learned - TRUE["b"]).abs() < 4 * torch.sqrt(0.25 / n_row)[:, None])
-
-
-def test_neural_cpd_with_context_and_linear_gaussian_in_the_model():
-    torch.manual_seed(0)
-    bn = BayesNet()
-    bn.add("z", cpd.Neural(torch.nn.Linear(1, 2), [], 2, context=["u"]))
-    bn.add("y", cpd.LinearGaussian(torch.tensor([0.0, 3.0]), scale=1.0, parents=["z"]))
-    u = torch.randn(6, 1)
-    s = bn.sample(6, inputs=u)
-    assert s["z"].shape == (6,) and s["y"].dtype == torch.get_default_dtype()
-    # the posterior of z given y and the context u, by Bayes' rule
-    prior = torch.nn.functional.log_softmax(bn.cpds["z"].net(u), -1)
-    lik = torch.distributions.Normal(torch.tensor([0.0, 3.0]), 1.0).log_prob(s["y"][:, None])
-    torch.testing.assert_close(bn.posterior("z", {"y": s["y"], "u": u}), (prior + lik).softmax(-1))
-    data = torch.stack([torch.full((6,), float("nan")), s["y"]], -1)
-    loss = TraceEnum_ELBO(max_plate_nesting=1).differentiable_loss(bn.model, bn.guide, data, None, u)
-    torch.testing.assert_close(loss, -(prior + lik).logsumexp(-1).sum())
-
-
 def test_bad_data_raises_data_error():
     bn = _chain()
     with pytest.raises(DataError, match=r"\[N, 3\]"):
@@ -235,65 +144,6 @@ def test_posterior_under_no_grad_does_not_require_grad(dtype, learnable):
     assert bn.posterior("a", {"b": 1}).requires_grad == learnable
 
 
-# -- vectorized generation: Predictive(parallel=True) -------------------------------------------------------
-def _hybrid_net() -> BayesNet:
-    """D discrete; X | D linear Gaussian (a discrete parent); Y | D, X linear Gaussian (a discrete and a
-    continuous parent); E | X neural with p(E = 1 | x) = sigmoid(0.8 x - 0.5) (a continuous parent)."""
-    bn = BayesNet()
-    bn.add("D", cpd.Table([0.3, 0.7]))
-    bn.add("X", cpd.LinearGaussian(bias=[-1.0, 2.0], scale=[0.5, 1.0], parents=["D"]))
-    bn.add("Y", cpd.LinearGaussian(bias=[0.5, -0.5], weight=[[1.5], [-2.0]], scale=0.3, parents=["D", "X"]))
-    net = torch.nn.Linear(1, 2)
-    with torch.no_grad():
-        net.weight.copy_(torch.tensor([[0.0], [0.8]]))
-        net.bias.copy_(torch.tensor([0.0, -0.5]))
-    bn.add("E", cpd.Neural(net, ["X"], cardinality=2))
-    return bn
-
-
-def _exact_moments() -> dict:
-    """Exact expectations of the statistics checked below (E[E] by quadrature on a fine grid, error < 1e-8)."""
-    x = torch.linspace(-10.0, 14.0, 48001, dtype=torch.float64)
-    density = sum(w * torch.distributions.Normal(m, s).log_prob(x).exp()
-                  for w, m, s in ((0.3, -1.0, 0.5), (0.7, 2.0, 1.0)))
-    p_e = torch.trapezoid(density * torch.sigmoid(0.8 * x - 0.5), x).item()
-    # E[Y] = sum_d p(d) (b_d + w_d E[X | d]); the residual Y - b_D - w_D X is N(0, 0.3^2) given D, X
-    return {"D": 0.7, "X": 0.3 * -1.0 + 0.7 * 2.0, "Y": 0.3 * (0.5 + 1.5 * -1.0) + 0.7 * (-0.5 - 2.0 * 2.0),
-            "E": p_e, "residual": 0.0, "residual^2": 0.09}
-
-
-def _statistics(s: dict) -> dict:
-    d = s["D"]
-    residual = s["Y"] - torch.where(d == 1, -0.5, 0.5) - torch.where(d == 1, -2.0, 1.5) * s["X"]
-    return {"D": s["D"].double(), "X": s["X"].double(), "Y": s["Y"].double(), "E": s["E"].double(),
-            "residual": residual.double(), "residual^2": residual.double() ** 2}
-
-
-@pytest.mark.parametrize("num_samples,rows", [(250, 40), (60, 60)])
-def test_parallel_predictive_matches_sequential_and_the_exact_moments(num_samples, rows):
-    """Predictive(parallel=True) runs the model under a particle plate, so a continuous parent's value is
-    [S, N]: the CPDs must keep both dims.  Before, S != N raised an IndexError and S == N gave silently wrong
-    samples (Y paired with other rows' X).  Both ways must give [S, N] samples of the same distribution: each
-    statistic's mean over the S * N independent draws is within 5 standard errors of its exact expectation
-    (a false alarm has probability < 1e-6 per statistic; the seed is fixed anyway), and the residual
-    Y - b_D - w_D X checks that every Y is drawn given its own row's D and X."""
-    import pyro
-    from pyro.infer import Predictive
-
-    bn = _hybrid_net()
-    exact = _exact_moments()
-    shapes = {}
-    for parallel in (True, False):
-        pyro.set_rng_seed(0)
-        with torch.no_grad():
-            out = Predictive(bn.model, num_samples=num_samples, parallel=parallel)(None, num_samples=rows)
-        shapes[parallel] = {v: tuple(out[v].shape) for v in bn.nodes}
-        for name, f in _statistics(out).items():
-            se = f.std().item() / math.sqrt(f.numel())
-            assert abs(f.mean().item() - exact[name]) < 5 * se, (parallel, name, f.mean().item(), exact[name], se)
-    assert shapes[True] == shapes[False] == {v: (num_samples, rows) for v in bn.nodes}
-
-
 def test_names_that_clash_with_the_sites_of_model_are_refused_by_name():
     """Before, Pyro's raw duplicate-site RuntimeError came out of ``model`` (a node ``data``: at once; a node
     ``a_prior`` next to a node ``a`` with a prior, or ``a_observed`` next to a column ``a`` with missing entries:
@@ -330,52 +180,6 @@ def test_a_refused_add_leaves_every_cpd_as_it_was():
     ok = BayesNet().add("x", x).add("d", d)                   # the CPDs serve a corrected net
     assert (x.node, x.parent_cards, d.node) == ("x", {"d": 2}, "d")
     assert torch.allclose(ok.log_prob({"x": torch.tensor([1]), "d": torch.tensor([0])}), torch.tensor([0.2]).log())
-
-
-# ---------------------------------------------------------------- audit 11: learning
-
-
-def _batch_norm_net(inputs: int = 3):
-    """A BayesNet ``c -> w`` whose ``w`` is a Neural CPD with a batch norm (context ``u``), in training mode."""
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Linear(inputs, 8), torch.nn.BatchNorm1d(8), torch.nn.ReLU(),
-                              torch.nn.Linear(8, 2))
-    bn = BayesNet()
-    bn.add("c", cpd.Table([0.3, 0.7]))
-    bn.add("w", cpd.Neural(net, ["c"], 2, context=["u"] if inputs == 3 else ()))
-    return bn.train(), net[1]
-
-
-@pytest.mark.parametrize("query", ["posterior", "log_evidence", "map", "sample", "sample_evidence",
-                                   "compile_evidence"])
-def test_queries_in_training_mode_leave_the_running_statistics_as_they_were(query):
-    """Queries use the batch's statistics in training mode but leave the running statistics (posterior moved them
-    by 0.0975); the training losses (model, log_prob) still update them."""
-    bn, norm = _batch_norm_net(2 if query == "compile_evidence" else 3)
-    ev = {"w": torch.ones(5, dtype=torch.long), "u": torch.randn(5, 1) * 3 + 2}
-    run = {"posterior": lambda: bn.posterior("c", ev),
-           "log_evidence": lambda: bn.log_evidence(ev),
-           "map": lambda: bn.map(ev),
-           "sample": lambda: bn.sample(5, {"u": ev["u"]}),
-           "sample_evidence": lambda: bn.sample(3, evidence=ev),
-           "compile_evidence": lambda: bn.compile_evidence(["w"]).posterior("c", {"w": 1})}[query]
-    before = {n: b.clone() for n, b in norm.named_buffers()}
-    run()
-    assert all(torch.equal(b, norm.get_buffer(n)) for n, b in before.items()), query
-    assert norm.training
-
-
-def test_a_training_step_still_updates_the_running_statistics():
-    bn, norm = _batch_norm_net()
-    data = {"c": torch.tensor([0, 1, 1, 0]), "w": torch.tensor([1, 1, 0, 0])}
-    u = torch.randn(4, 1) * 3 + 2
-    bn.log_prob(data, {"u": u})
-    assert int(norm.num_batches_tracked) == 1
-    mean = norm.running_mean.clone()
-    pyro.clear_param_store()
-    svi = pyro.infer.SVI(bn.model, bn.guide, pyro.optim.Adam({"lr": 0.01}), TraceEnum_ELBO(max_plate_nesting=1))
-    svi.step(torch.stack([data["c"], data["w"]], 1), None, {"u": u})  # a training step of the Pyro model
-    assert int(norm.num_batches_tracked) == 2 and not torch.equal(norm.running_mean, mean)
 
 
 def test_a_query_on_tables_of_two_dtypes_is_refused_naming_both_nodes():

@@ -1,4 +1,4 @@
-"""The options of fit (:mod:`hybridpgm.train.fit_options`); fit's refusals of them are in test_trainer.py."""
+"""The options of fit (:mod:`hybridpgm.train.fit_options`); fit's refusals of them are in test_trainer_refusals.py."""
 
 import numpy as np
 import pytest

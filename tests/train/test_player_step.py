@@ -360,7 +360,7 @@ def test_a_step_on_several_ranks_reduces_each_gradient_once_in_one_collective_an
     """Carried from the last session: on several ranks each rank also summed its own gradients before the
     all-reduce (a screen for the message naming the rank of a non-finite gradient: 0.7 ms a step at 4M
     parameters), a second pass over every gradient.  Whose own gradient was not finite is now asked on the
-    error path only (tests/train/test_distributed.py names it there): a step without fault reduces each
+    error path only (tests/train/test_distributed_collectives.py names it there): a step without fault reduces each
     (averaged) gradient once, in one collective and one host read, and never reads this rank's own gradients."""
     sizes = (50, 70, 110)  # none equal to the size of a flag tensor or of the bucket
     weights = [torch.nn.Parameter(torch.full((n,), 0.5)) for n in sizes]

@@ -15,7 +15,7 @@ from hybridpgm import fit
 from hybridpgm.errors import TrainingInterrupted, TrainingWarning
 from hybridpgm.train import load_checkpoint
 from tests.train.helpers import LinearRegression, regression_data
-from tests.train.test_trainer import _fit_vae, _params
+from tests.train.vae_fit import _fit_vae, _params
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -108,7 +108,7 @@ SCRIPT = textwrap.dedent(
     import sys, time
     sys.path.insert(0, {root!r})
     from hybridpgm.errors import TrainingInterrupted
-    from tests.train.test_trainer import _fit_vae
+    from tests.train.vae_fit import _fit_vae
 
     class Report:
         def on_step_end(self, info):
