@@ -75,6 +75,25 @@ def _message(name: str, layer: torch.nn.Module, shape: tuple[int, ...], *, first
             f"the layer in eval mode")
 
 
+class _OneRowWatch:
+    """The forward pre-hook :func:`refusing_one_row_last_batch` puts on a batch norm: ``check(layer, args)``.  A copy
+    of the module made while it is hooked (:func:`copy.deepcopy`, :mod:`pickle`: a callback's snapshot, a spawn
+    child) gets an inert hook, which removes itself from its layer at its first call: the watch is of ``fit``'s
+    module during ``fit`` (a local function would make the module unpicklable, and a copy would keep raising after
+    ``fit``)."""
+
+    def __init__(self, check=None, key: int | None = None):
+        self.check, self.key = check, key
+
+    def __call__(self, layer: torch.nn.Module, args: tuple) -> None:
+        if self.check is not None:
+            return self.check(layer, args)
+        layer._forward_pre_hooks.pop(self.key, None)  # a copy's (torch calls the hooks of a tuple of them)
+
+    def __reduce__(self):
+        return _OneRowWatch, (None, self.key)
+
+
 @contextlib.contextmanager
 def refusing_one_row_last_batch(module: torch.nn.Module, stream: BatchStream, *, num_examples: int,
                                 accumulate: int, drop_last: bool, start: int, stop: int) -> Iterator[None]:
@@ -82,22 +101,25 @@ def refusing_one_row_last_batch(module: torch.nn.Module, stream: BatchStream, *,
     one row (:func:`one_row_last_batch`) and step ``start`` takes a full batch, a call of a batch norm of
     ``module`` in training mode on an input of ``[m, C]`` (or ``[m, C, 1, ...]``), ``m`` the first micro-batch's
     rows, raises :class:`~hybridpgm.errors.ConfigError`; the layer's first call on ``m`` rows with spatial dims
-    unhooks it.  Nothing is hooked otherwise; every hook is gone when the context ends.
+    unhooks it.  Nothing is hooked otherwise (nor is a ``SyncBatchNorm`` over several ranks: torch normalises it
+    over the ranks' rows together); every hook is gone when the context ends, and a copy of the module made
+    meanwhile holds an inert one (:class:`_OneRowWatch`).
 
     :param stream: the run's batches (batch size per rank, ranks, epochs' layout).
     :raises ConfigError: from the layer's call, naming the layer, its input's shape, the data set's size, the
         batch size (and ``accumulate``'s micro-batches) and the remedy."""
     rows = one_row_last_batch(num_examples, stream.batch_size, stream.world_size, drop_last, accumulate)
-    layers = [(name, m) for name, m in module.named_modules()
-              if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.training]
+    layers = [(name, m) for name, m in module.named_modules()  # a SyncBatchNorm over ranks takes one row per rank
+              if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.training
+              and not (stream.world_size > 1 and isinstance(m, torch.nn.SyncBatchNorm))]
     if rows is None or not layers or not _reaches_last_batch(stream, start, stop):
         yield
         return
     first = -(-stream.batch_size // accumulate)  # the first micro-batch's rows (torch.tensor_split's longer part)
     handles = {}
 
-    def hook_for(name: str, layer: torch.nn.Module):
-        def hook(_, args):
+    def check_for(name: str, layer: torch.nn.Module):
+        def check(_, args):
             shape = tuple(args[0].shape) if args and torch.is_tensor(args[0]) else ()
             if len(shape) < 2 or shape[0] != first:
                 return  # not the rows one for one (a probe on doubled rows, particles): the next call tells
@@ -105,10 +127,12 @@ def refusing_one_row_last_batch(module: torch.nn.Module, stream: BatchStream, *,
                 raise ConfigError(_message(name, layer, shape, first=first, num_examples=num_examples, rows=rows,
                                            stream=stream, accumulate=accumulate))
             handles.pop(name).remove()  # spatial dims: one row holds several values per channel
-        return hook
+        return check
 
     for name, layer in layers:
-        handles[name] = layer.register_forward_pre_hook(hook_for(name, layer))
+        watch = _OneRowWatch(check_for(name, layer))
+        handles[name] = layer.register_forward_pre_hook(watch)
+        watch.key = handles[name].id
     try:
         yield
     finally:
