@@ -36,6 +36,7 @@ from pyro.nn import PyroModule, PyroSample
 from pyro.nn.module import to_pyro_module_
 from torch import nn
 
+from hybridpgm.bayesian_nn_dtypes import WeightDtypes
 from hybridpgm.bayesian_nn_plates import apply_under_plates, place_data_dim, vectorized_plates
 from hybridpgm.checks import generator_or_none, module_name, positive_int, positive_real
 from hybridpgm.data.validation import as_model_dtype, defer_finite
@@ -256,7 +257,9 @@ class BayesianRegressor(PyroModule):
             has no mini-batch to scale), holds more rows than ``num_data`` while ``y`` is given, or NaN/inf;
             ``y`` does not match ``x`` or holds NaN/inf; ``x`` or ``y`` has a dtype the network's weights do not
             take exactly (:func:`~hybridpgm.data.validation.as_model_dtype`: ``bool``, integers within
-            :math:`\\pm 2^p` and narrower floats are converted; float64 data for float32 weights are refused).
+            :math:`\\pm 2^p` and narrower floats are converted; float64 data for float32 weights are refused); a
+            weight site is given a draw of another floating dtype than the network's (a guide not cast with the
+            model: :class:`~hybridpgm.bayesian_nn_dtypes.WeightDtypes`).
         :raises ModelSpecError: the network's output is not ``B`` or ``B x 1`` (for a 1-D ``x`` the message says
             that one example's batch dimension may be missing); inside vectorized plates, a weight's draw does not
             have the plates' batch shape or a batch norm of the network is in training mode."""
@@ -281,7 +284,8 @@ class BayesianRegressor(PyroModule):
         if y is not None:
             defer_finite(y, "BayesianRegressor y")
         frames = vectorized_plates()  # the weights take their dims: the network runs once per draw (vmap)
-        out, plates = apply_under_plates(self.net, x, frames) if frames else (self.net(x), ())
+        with WeightDtypes(weights, "BayesianRegressor"):  # a guide's draws of another dtype: named, not torch's
+            out, plates = apply_under_plates(self.net, x, frames) if frames else (self.net(x), ())
         per_draw = tuple(out.shape[len(plates):])
         if per_draw not in ((x.shape[0],), (x.shape[0], 1)):
             one = (f"; if x is one example of {x.shape[0]} features, its batch dimension is missing: give x[None] "

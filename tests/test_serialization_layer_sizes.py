@@ -82,3 +82,19 @@ def test_a_changed_sizes_entry_is_refused_naming_the_layer(sizes):
     with pytest.raises(CheckpointError, match=r"model file gives the Unflatten at net\[1\] the torch.Size options "
                                               r".*, not a list of the names of its options that hold a torch.Size"):
         build_layer(spec, "net[1]")
+
+
+@pytest.mark.parametrize("value", [[2.5, 4], [[2], 4], [True, 4], ["2", 4]])
+def test_a_size_option_that_is_not_integers_is_refused_naming_the_layer_and_option(value, tmp_path):
+    """A damaged file: before, torch's raw ``TypeError`` from ``torch.Size`` (not naming the option), or a bool read
+    as 1 without a word."""
+    spec = {"layer": "Unflatten", "args": {"dim": 1, "unflattened_size": value}, "sizes": ["unflattened_size"]}
+    with pytest.raises(CheckpointError, match=r"model file gives the Unflatten at net\[1\] the torch.Size option\(s\) "
+                                              r"unflattened_size=\[.*\], not a list of integers"):
+        build_layer(spec, "net[1]")
+    path = str(hybridpgm.save(nn.Sequential(nn.Linear(8, 8), nn.Unflatten(1, torch.Size([2, 4]))), tmp_path / "n.pt"))
+    state = torch.load(path, weights_only=True)
+    state["model"]["layers"][1]["args"]["unflattened_size"] = value
+    torch.save(state, path)
+    with pytest.raises(CheckpointError, match=r"Unflatten at .*unflattened_size=.*not a list of integers"):
+        hybridpgm.load(path)

@@ -335,7 +335,7 @@ def check_no_extra_arguments(extra: tuple, *, model: str, method: str, keywords:
 
     An objective unpacks a batch ``(x, labels)`` into ``model(x, labels)``; where the
     options are keyword-only the labels would otherwise meet a raw ``TypeError``.
-    The message names the program, what it got and, for a tensor of values right
+    The message names the program, what it got and, for a tensor (or NumPy array) of values right
     after ``x``, the likely cause (an ``(x, labels)`` batch), as :func:`check_num_data`
     does for the VAE; a number, or anything after the VAE's ``num_data``, is named
     as what it is, with the arguments the program takes by position.
@@ -351,9 +351,13 @@ def check_no_extra_arguments(extra: tuple, *, model: str, method: str, keywords:
     if not extra:
         return
     first = extra[0]
-    values = isinstance(first, torch.Tensor) and first.dim() > 0
+    array = type(first).__module__ == "numpy" and isinstance(getattr(first, "shape", None), tuple)
+    values = (isinstance(first, torch.Tensor) and first.dim() > 0) or (array and len(first.shape) > 0)
     if isinstance(first, torch.Tensor):
         got = f"a tensor of shape {tuple(first.shape)} and dtype {first.dtype}"
+    elif array:  # a NumPy array (labels), or a NumPy number
+        got = (f"a NumPy array of shape {first.shape} and dtype {first.dtype}" if first.shape else
+               f"the NumPy {first.dtype} {reprlib.repr(first.item())}")
     elif first is None:
         got = "None"
     elif isinstance(first, (bool, int, float, str)):

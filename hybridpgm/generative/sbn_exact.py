@@ -39,6 +39,7 @@ import pyro.distributions as dist
 import pyro.poutine as poutine
 import torch
 from pyro.nn import pyro_method
+from pyro.poutine.util import site_is_subsample
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
@@ -186,6 +187,8 @@ class SBNExactLikelihood:
         into the model's trace.
         Under :func:`torch.autocast` (``fit(precision="bf16"/"fp16")``) the enumeration runs with autocast off
         (:class:`~hybridpgm.precision_scope.exact_precision`), in the net's dtype: float32 for a float32 net.
+        The result has the net's dtype, as :meth:`log_likelihood` and :meth:`sample` (bfloat16 for a bfloat16
+        net: the enumeration runs in it, so a float32 result would hold no more digits).
 
         :param x: ``[..., D]`` binary data: ``[B, D]`` (an empty batch gives an empty result), one example ``[D]``
             (a 0-d result, that of ``x[None]`` without its row dimension) or any batch shape (its rows flattened
@@ -228,7 +231,8 @@ class SBNExactLikelihood:
         data_symbol = trace.plate_to_symbol["data"]
         operands, dims = [], []
         for site in trace.nodes.values():
-            if site["type"] == "sample":
+            # the data plate's own site adds a zero of the default dtype: a bfloat16 net's answer came in float32
+            if site["type"] == "sample" and not site_is_subsample(site):
                 term = site["packed"]["log_prob"]
                 operands.append(term)
                 dims.append(tuple(term._pyro_dims))

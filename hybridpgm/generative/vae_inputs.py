@@ -11,6 +11,7 @@ options); :meth:`VAE.model <hybridpgm.generative.vae.VAE.model>`, :meth:`~hybrid
 from __future__ import annotations
 
 import itertools
+import reprlib
 from typing import Any
 
 import pyro
@@ -43,12 +44,12 @@ def _per_feature(x: Any, num_data: Any, extra: tuple, x_dim: int) -> int:
     return len(fields)
 
 
-def _counts(num_data: Any) -> bool:
-    """Whether ``num_data`` is what :func:`~hybridpgm.data.validation.check_num_data` takes for a data size (an
-    integer, or a 0-d integer tensor), whatever its value."""
-    if isinstance(num_data, torch.Tensor):
-        return num_data.dim() == 0 and not num_data.is_floating_point() and num_data.dtype is not torch.bool
-    return not isinstance(num_data, bool) and hasattr(num_data, "__index__")
+def _values(num_data: Any) -> bool:
+    """Whether ``num_data`` is a batch of values (a tensor or NumPy array with a dimension: the labels of an
+    ``(x, labels)`` batch in ``num_data``'s place) rather than a data size, valid or not (a number, ``None``, a
+    0-d tensor: :func:`~hybridpgm.data.validation.check_num_data` judges it)."""
+    return (isinstance(num_data, torch.Tensor) or type(num_data).__module__ == "numpy") and \
+        len(getattr(num_data, "shape", ())) > 0
 
 
 class VAEInputs:
@@ -76,10 +77,10 @@ class VAEInputs:
                 "tensor per number; return one tensor per example from __getitem__ (torch.tensor(values, "
                 f"dtype=torch.float32), of shape ({self.x_dim},)) or give fit the data as one tensor "
                 f"(batch, {self.x_dim})")
-        if extra and _counts(num_data):  # a num_data, then more: named after num_data
+        if extra and not _values(num_data):  # a num_data (valid or not), then more: named after num_data
             check_no_extra_arguments(extra, model="VAE", method=method, keywords="prefix=...",
-                                     takes="x, num_data", after=f"num_data={num_data!r}")
-        if extra:  # the first positional argument after x was taken as num_data, and is none
+                                     takes="x, num_data", after=f"num_data={reprlib.repr(num_data)}")
+        if extra:  # the labels of an (x, labels) batch in num_data's place
             check_no_extra_arguments((num_data, *extra), model="VAE", method=method,
                                      keywords="num_data=..., prefix=...")
 

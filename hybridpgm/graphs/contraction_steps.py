@@ -142,7 +142,7 @@ def _log_einsum(equation, operands, shifts):
         shift = shift.clamp(min=torch.finfo(shift.dtype).min)
         exps.append((t - shift).exp())
         if red:
-            shift = shift.reshape([n for i, n in enumerate(t.shape) if i not in red])
+            shift = shift.squeeze(red)
         if order != tuple(range(len(order))):
             shift = shift.permute(order)
         shape = list(view)

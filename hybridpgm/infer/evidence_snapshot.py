@@ -6,7 +6,9 @@ network with its in-place version, data pointer, strides and dtype (:func:`_key`
 the values are compared only for tensors in CPU shared memory, where another process's writes move no counter
 here.  The snapshot a table keeps also holds the storages the pointers were read from
 (:func:`~hybridpgm.tensor_tracking.held_storages`), so that no data put in place by ``.data =`` can be allocated
-where the old data was and match its key.
+where the old data was and match its key.  For a network with a CPD other than a table the snapshot also holds
+every module's ``training`` flag (:func:`_tensors`): a dropout or batch-norm layer answers otherwise in the other
+mode, so ``bn.eval()`` or ``bn.train()`` after the build retires the table (:func:`mode_changed` tells that case).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from hybridpgm.tensor_tracking import held_storages
 if TYPE_CHECKING:  # pragma: no cover
     from hybridpgm.graphs.bayes_net import BayesNet
 
-__all__ = ["kept", "rebased"]
+__all__ = ["kept", "mode_changed", "rebased"]
 
 
 def _keys(tensors: list) -> list:
@@ -37,20 +39,29 @@ def _keys(tensors: list) -> list:
     return [(t._version, t.data_ptr(), t.stride(), t.dtype) for t in tensors]
 
 
-def _tensors(bn: "BayesNet", facts) -> list:
-    """Every tensor of the network, in a fixed order; of an all-table network without a walk over the module tree
-    (a table CPD holds its tensors itself)."""
+def _tensors(bn: "BayesNet", facts) -> tuple[list, tuple | None]:
+    """``(tensors, modes)``: every floating tensor of the network, in a fixed order (the parameters, then the
+    buffers), and every module's ``training`` flag -- in one walk over the module tree (a tensor two modules share
+    is listed twice: the same in every snapshot); of an all-table network without a walk (a table CPD holds its
+    tensors itself and answers the same in either mode: ``modes`` is ``None``)."""
     if not facts.tables_only:
-        return list(bn._tensors())
+        parameters: list = []
+        buffers: list = []
+        modes = []
+        for m in bn.modules():
+            modes.append(m.training)
+            parameters += m._parameters.values()
+            buffers += m._buffers.values()
+        return [t for t in parameters + buffers if t is not None and torch.is_floating_point(t)], tuple(modes)
     tensors: list = []
     for c in facts.cpds.values():
         tensors += c._parameters.values()
         tensors += c._buffers.values()
-    return [t for t in tensors if t is not None]
+    return [t for t in tensors if t is not None], None
 
 
 def _snapshot(bn: "BayesNet", values: bool = False) -> tuple:
-    """``(node names, tensors, query memo, keys)``: every tensor of the network (held, so that no new tensor can
+    """``(node names, tensors, query memo, keys, modes)``: every tensor of the network (held, so that no new tensor can
     take a freed one's identity) and its key (:func:`_keys`: its in-place version, its storage -- ``.to()`` and
     ``.double()`` swap a parameter's data without a new version --, strides and dtype), and the network's query
     memo (:func:`~hybridpgm.infer.bn_evidence.network_facts`, which ``bn.plan_cache.clear()`` drops: the remedy
@@ -58,10 +69,10 @@ def _snapshot(bn: "BayesNet", values: bool = False) -> tuple:
     values are not compared: that would read every table on every query (on munin, 1.3 ms a check by keys, 2.1
     ms by values) -- except for tensors in CPU shared memory, whose writes by another process move no counter
     here: with ``values`` (the snapshot a table is built from) a copy of each of those is kept, and compared at
-    every query, and the tensors' storages are held (see :func:`kept`)."""
+    every query, and the tensors' storages are held (see :func:`kept`).  ``modes``: see :func:`_tensors`."""
     facts = network_facts(bn)
-    tensors = _tensors(bn, facts)
-    now = facts.nodes, tensors, facts, _keys(tensors)  # the memo's own list of nodes: compared, not copied
+    tensors, modes = _tensors(bn, facts)
+    now = facts.nodes, tensors, facts, _keys(tensors), modes  # the memo's own list of nodes: compared, not copied
     if values:
         return kept(now, [t.detach().clone() if shared_on_cpu(t) else None for t in tensors])
     return now
@@ -69,14 +80,14 @@ def _snapshot(bn: "BayesNet", values: bool = False) -> tuple:
 
 def kept(now: tuple, copies: list) -> tuple:
     """The snapshot ``now`` (just taken, of tensors not changed since) as a table keeps it: ``(node names,
-    [(tensor, key, value copy)], query memo, held storages, tensors, keys, [(copy, tensor)])`` -- the copies of
+    [(tensor, key, value copy)], query memo, held storages, tensors, keys, [(copy, tensor)], modes)`` -- the copies of
     ``copies`` (``None`` but in CPU shared memory), and the tensors' storages now
     (:func:`~hybridpgm.tensor_tracking.held_storages`), so that the data pointers the snapshot compares cannot be
     taken by other data while the table lives: after ``cpd.logits.data = new`` the old storage stays, so a later
     replacement cannot be allocated at its address, at the same version, and pass for the built state."""
     tensors, keys = now[1], now[3]
     return (list(now[0]), list(zip(tensors, keys, copies)), now[2], held_storages(tensors), tensors, keys,
-            [(copy, t) for t, copy in zip(tensors, copies) if copy is not None])
+            [(copy, t) for t, copy in zip(tensors, copies) if copy is not None], now[4])
 
 
 def rebased(built: tuple, now: tuple) -> tuple:
@@ -88,6 +99,14 @@ def rebased(built: tuple, now: tuple) -> tuple:
 def _same(now: tuple, built: tuple) -> bool:
     """Whether the network's snapshot ``now`` is the one ``built`` (a snapshot with ``values``; a stale table's
     is ``(None, [], None)``) was taken of: the same memo and nodes, the same keys (compared as lists), the same
-    tensors (by identity) and, in CPU shared memory, the same values."""
+    tensors (by identity), the same modules' modes (:func:`_tensors`) and, in CPU shared memory, the same values."""
     return (len(built) > 4 and now[2] is built[2] and now[0] == built[0] and now[3] == built[5]
-            and all(map(operator.is_, now[1], built[4])) and all(torch.equal(c, t) for c, t in built[6]))
+            and now[4] == built[7] and all(map(operator.is_, now[1], built[4]))
+            and all(torch.equal(c, t) for c, t in built[6]))
+
+
+def mode_changed(now: tuple, built: tuple) -> bool:
+    """Whether the snapshot ``now`` differs from ``built`` in a module's ``training`` flag, of the same modules
+    (``bn.train()``/``bn.eval()`` after the build, not a new CPD)."""
+    return (len(built) > 4 and now[2] is built[2] and now[4] is not None and built[7] is not None
+            and len(now[4]) == len(built[7]) and now[4] != built[7])

@@ -40,10 +40,12 @@ layout when it fits in ``max_bytes`` and the compact one otherwise.
 
 The table is a snapshot of the CPDs when it is built: it is not differentiable and raises
 :class:`~hybridpgm.errors.ConfigError` once a parameter of the network has changed through its version counter, its
-storage or a new CPD (training, an in-place edit, ``load_state_dict``, ``.to()``, a new node), or
-``bn.plan_cache.clear()`` was called (build it again).  An edit through ``tensor.data`` moves no version counter and
-is not seen, as by the network's own queries: call ``bn.plan_cache.clear()`` after one, which retires the tables built
-before it too.  Build it with :meth:`hybridpgm.graphs.BayesNet.compile_evidence`.
+storage or a new CPD (training, an in-place edit, ``load_state_dict``, ``.to()``, a new node), once a network with
+a CPD other than a table was switched between training and eval mode (``bn.eval()``, ``bn.train()``: a dropout or
+batch-norm layer answers otherwise), or ``bn.plan_cache.clear()`` was called (build it again).  An edit through
+``tensor.data`` moves no version counter and is not seen, as by the network's own queries: call
+``bn.plan_cache.clear()`` after one, which retires the tables built before it too.  Build it with
+:meth:`hybridpgm.graphs.BayesNet.compile_evidence`.
 
 **References**
 
@@ -64,7 +66,7 @@ from hybridpgm.checks import close_match, shown_items
 from hybridpgm.errors import ConfigError, EvidenceError
 from hybridpgm.infer.bn_contract import check_possible
 from hybridpgm.infer.bn_evidence import network_facts, parse_evidence
-from hybridpgm.infer.evidence_snapshot import _same, _snapshot, kept
+from hybridpgm.infer.evidence_snapshot import _same, _snapshot, kept, mode_changed
 
 if TYPE_CHECKING:  # pragma: no cover
     from hybridpgm.graphs.bayes_net import BayesNet
@@ -225,7 +227,13 @@ class EvidenceTable:
                 f"{self.nbytes / 2**20:.2f} MiB)")
 
     def _check_fresh(self) -> None:
-        if not _same(_snapshot(self.bn), self._built_from):
+        now = _snapshot(self.bn)
+        if not _same(now, self._built_from):
+            if mode_changed(now, self._built_from):
+                raise ConfigError(f"the network was switched between training and eval mode (bn.train()/bn.eval()) "
+                                  f"after its evidence table over {self.nodes} was built, and a neural CPD may answer "
+                                  f"otherwise in the other mode (dropout, batch norm); build it again with "
+                                  f"bn.compile_evidence in the mode it is to answer in")
             raise ConfigError(f"the network changed after its evidence table over {self.nodes} was built "
                               f"(a CPD was updated, added or moved, or bn.plan_cache.clear() was called); "
                               f"build it again with bn.compile_evidence")

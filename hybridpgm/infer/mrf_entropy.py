@@ -47,6 +47,7 @@ import dataclasses
 import torch
 
 from hybridpgm.autograd_scope import with_autograd
+from hybridpgm.compile_scope import eagerly
 from hybridpgm.errors import ModelSpecError
 from hybridpgm.graphs.factor_graph import FactorGraph, FactorGroup
 from hybridpgm.graphs.mrf_centring import centred_graph
@@ -93,6 +94,19 @@ def _entropy(fg: FactorGraph, whole: bool) -> torch.Tensor:
 
 
 def _mean_score(fg: FactorGraph, create_graph: bool, query: str | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_tempered_mean_score`; with ``create_graph`` outside ``torch.compile`` (a graph break), as
+    :func:`~hybridpgm.infer.mrf_exact._differentiable_marginals_rows` and for its reason (AOT autograd's backward
+    is not differentiable again: torch's raw in-place error on a leaf)."""
+    if create_graph:
+        return _eager_mean_score(fg, query)
+    return _tempered_mean_score(fg, False, query)
+
+
+def _eager_mean_score(fg: FactorGraph, query: str | None) -> tuple[torch.Tensor, torch.Tensor]:
+    return eagerly(_tempered_mean_score)(fg, True, query)
+
+
+def _tempered_mean_score(fg: FactorGraph, create_graph: bool, query: str | None) -> tuple[torch.Tensor, torch.Tensor]:
     """``(log Z [B], E_p[s] [B])`` of a batch that fits, from one contraction of the tempered models and its
     gradient in :math:`\\beta`, both of the centred tables (the module docstring's **Precision**); differentiable in
     the potentials where ``create_graph``."""

@@ -69,6 +69,7 @@ from hybridpgm.errors import ModelSpecError
 from hybridpgm.graphs.factor_graph import FactorGraph
 from hybridpgm.graphs.tiny_ratio import tiny_log
 from hybridpgm.autograd_scope import with_autograd
+from hybridpgm.compile_scope import eagerly
 from hybridpgm.infer.mrf_exact_sample import _sample, exact_sample  # noqa: F401 (re-exported)
 from hybridpgm.infer.mrf_log_space import log_space_contract
 from hybridpgm.infer.mrf_operands import (_exactly, _folded, _prob_contract, _with_potentials, probability_dtype,
@@ -262,6 +263,25 @@ def _marginals(fg: FactorGraph, whole: bool) -> tuple[torch.Tensor, torch.Tensor
 
 
 def _marginals_rows(fg: FactorGraph, create_graph: bool, query: str | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(log_z, marginals)`` of the rows of ``fg``; with ``create_graph`` (differentiable marginals) always run
+    eagerly (:func:`_differentiable_marginals_rows`)."""
+    if create_graph:
+        return _differentiable_marginals_rows(fg, query)
+    return _gradient_of_log_z(fg, False, query)
+
+
+def _differentiable_marginals_rows(fg: FactorGraph, query: str | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_gradient_of_log_z` with ``create_graph``, outside ``torch.compile`` (a graph break; the contraction
+    runs eagerly: :func:`~hybridpgm.compile_scope.eagerly`).  Compiled with AOT autograd (``aot_eager``,
+    ``inductor``), the gradient of a compiled :math:`\\log Z` with ``create_graph`` raised torch's "a leaf
+    Variable that requires grad is being used in an in-place operation" (AOT's backward copies the stride-0
+    tangent of ``log_z.sum()``), and with a dense tangent instead the marginals came back with no path to the
+    tables (their gradients ``None``): AOT autograd's backward is not differentiable again.  Eagerly, both
+    hold (``tests/infer/test_mrf_exact_compile.py``)."""
+    return eagerly(_gradient_of_log_z)(fg, True, query)
+
+
+def _gradient_of_log_z(fg: FactorGraph, create_graph: bool, query: str | None) -> tuple[torch.Tensor, torch.Tensor]:
     delta = torch.zeros_like(fg.unary, requires_grad=True)
     tangent = carries_tangents(fg, fg.unary)  # forward mode differentiates the log's derivative too
     log_z = _log_partition(fg, fg.unary + delta, query, create_graph or tangent)

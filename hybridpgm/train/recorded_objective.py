@@ -13,6 +13,11 @@ as ``__main__`` resumes where the script is imported), but the qualified name is
 ``"mod.Other.SVIObjective"`` is the class ``Other.SVIObjective`` of a module ``mod`` unless ``mod.Other`` is a module,
 and is not read as ``SVIObjective``.  Such a file resumes with the call that wrote it instead of being refused as
 trained with another objective.
+
+A class of hybridpgm renamed since is read by its new name (:data:`RENAMED`): ``SVDeepKernelGP.objective()``'s
+``_SVDKLObjective`` of ``hybridpgm.gp.sv_deep_kernel`` is ``SVDKLObjective`` of ``hybridpgm.gp.sv_objective``
+since 82e8bc4, so that its checkpoints of any format (``"hybridpgm.gp.sv_deep_kernel._SVDKLObjective"`` in format
+1, ``"_SVDKLObjective"`` after) resume into a run of the class it became.
 """
 
 from __future__ import annotations
@@ -20,11 +25,18 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-__all__ = ["MODULE_FORMAT", "upgrade_objective_name"]
+__all__ = ["MODULE_FORMAT", "RENAMED", "upgrade_objective_name"]
 
 #: the only checkpoint format (:data:`~hybridpgm.train.checkpoint.FORMAT_VERSION`) whose files may record the
 #: objective's class as ``module.QualifiedName``
 MODULE_FORMAT = 1
+
+#: hybridpgm's objective classes renamed since a checkpoint recorded them: the recorded name (with its module in
+#: format 1) -> the class's module and qualified name now
+RENAMED: dict[str, tuple[str, str]] = {
+    "_SVDKLObjective": ("hybridpgm.gp.sv_objective", "SVDKLObjective"),  # 82e8bc4
+    "hybridpgm.gp.sv_deep_kernel._SVDKLObjective": ("hybridpgm.gp.sv_objective", "SVDKLObjective"),
+}
 
 
 def upgrade_objective_name(recorded: Any, requested: Any, format_version: Any, module: str | None = None) -> Any:
@@ -36,8 +48,9 @@ def upgrade_objective_name(recorded: Any, requested: Any, format_version: Any, m
     :param format_version: the checkpoint's ``"format_version"``.
     :param module: the module the requested objective's class is defined in (its ``__module__``), if known.
     :returns: ``requested`` where ``recorded`` is ``"<module>.<requested>"`` in a checkpoint of format
-        :data:`MODULE_FORMAT` and ``<module>`` is a module (one name, ``module``, or an imported module);
-        ``recorded`` unchanged otherwise (another class, another format, no record).
+        :data:`MODULE_FORMAT` and ``<module>`` is a module (one name, ``module``, or an imported module), or
+        the old name of ``module``'s ``requested`` (:data:`RENAMED`); ``recorded`` unchanged otherwise (another
+        class, another format, no record).
 
     >>> upgrade_objective_name("hybridpgm.infer.svi.SVIObjective", "SVIObjective", 1, "hybridpgm.infer.svi")
     'SVIObjective'
@@ -47,7 +60,11 @@ def upgrade_objective_name(recorded: Any, requested: Any, format_version: Any, m
     'no_such_module.Other.SVIObjective'
     >>> upgrade_objective_name("hybridpgm.infer.svi.SVIObjective", "GAN", 1)
     'hybridpgm.infer.svi.SVIObjective'
+    >>> upgrade_objective_name("_SVDKLObjective", "SVDKLObjective", 2, "hybridpgm.gp.sv_objective")
+    'SVDKLObjective'
     """
+    if isinstance(recorded, str) and isinstance(requested, str) and RENAMED.get(recorded) == (module, requested):
+        return requested
     if format_version == MODULE_FORMAT and isinstance(recorded, str) and isinstance(requested, str) \
             and recorded.endswith("." + requested):
         prefix = recorded[:-len(requested) - 1]

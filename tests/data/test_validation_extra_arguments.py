@@ -5,6 +5,7 @@ Before, ``vae.model(x, 12, labels)`` (a data size, then labels) was told "got 2 
 first a int: was the batch an (x, labels) tuple?": 12 is a valid ``num_data``, what came after it was the labels,
 and no ``(x, labels)`` batch makes that call; ``sbn.model(x, 12)`` was asked the same question of a number."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -54,3 +55,26 @@ def test_the_first_extra_argument_is_described(first, got):
     message = str(raised.value)
     assert message.startswith(f"M.guide(x, ...) got 1 positional argument(s) after x (training data, step 3), "
                               f"the first {got}") and "(x, labels)" not in message and len(message) < 200
+
+
+@pytest.mark.parametrize("num_data", [None, 12.0, True, "12", torch.tensor(12.0)])
+def test_a_vae_is_never_said_to_take_x_alone(num_data):
+    """Whatever stands in num_data's place but a batch of values, the VAE took it as num_data (valid or not): what
+    follows is named after it, and the VAE is not said to take x alone by position (it takes x and num_data)."""
+    with pytest.raises(DataError) as raised:
+        VAE(4, 2, (8,)).model(X, num_data, torch.zeros(3))
+    message = str(raised.value)
+    assert message.startswith(f"VAE.model(x, num_data, ...) got 1 positional argument(s) after num_data={num_data!r}, "
+                              "the first a tensor of shape (3,)") and "takes x alone" not in message
+
+
+def test_numpy_labels_are_asked_about_as_tensor_labels_are():
+    """A NumPy array of values in num_data's place, or right after x, is labels as a tensor is: not a num_data."""
+    labels = np.array([0, 1, 1])
+    for call in (lambda: VAE(4, 2, (8,)).guide(X, labels, 1), lambda: SigmoidBeliefNet([4, 3]).model(X, labels)):
+        with pytest.raises(DataError, match=r"after x, the first a NumPy array of shape \(3,\) and dtype int64: was "
+                                            r"the batch an \(x, labels\) tuple\?"):
+            call()
+    with pytest.raises(DataError, match=r"after x, the first the NumPy int64 12: SigmoidBeliefNet.model takes x "
+                                        r"alone by position"):
+        SigmoidBeliefNet([4, 3]).model(X, np.int64(12))
