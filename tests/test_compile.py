@@ -19,16 +19,7 @@ import hybridpgm
 from hybridpgm.errors import ConfigError, EvidenceError
 from hybridpgm.graphs import CRFHead, LinearChainCRF
 from hybridpgm.nn import mlp
-
-
-@pytest.fixture(autouse=True)
-def _keep_validation_default():
-    previous = Distribution._validate_args
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # dynamo's graph-break notes
-        yield
-    Distribution.set_default_validate_args(previous)
-    torch._dynamo.reset()
+from tests.compile_isolation import keep_validation_default  # noqa: F401  (an autouse fixture)
 
 
 def _crf_inputs():

@@ -106,7 +106,9 @@ def _same(now: tuple, built: tuple) -> bool:
 
 
 def mode_changed(now: tuple, built: tuple) -> bool:
-    """Whether the snapshot ``now`` differs from ``built`` in a module's ``training`` flag, of the same modules
-    (``bn.train()``/``bn.eval()`` after the build, not a new CPD)."""
+    """Whether the snapshot ``now`` differs from ``built`` in a module's ``training`` flag only, of the same modules
+    and tensors (``bn.train()``/``bn.eval()`` after the build, not a replaced layer or an updated parameter, which
+    the general message names)."""
     return (len(built) > 4 and now[2] is built[2] and now[4] is not None and built[7] is not None
-            and len(now[4]) == len(built[7]) and now[4] != built[7])
+            and len(now[4]) == len(built[7]) and now[4] != built[7] and now[3] == built[5]
+            and all(map(operator.is_, now[1], built[4])))

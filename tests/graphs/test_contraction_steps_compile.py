@@ -9,24 +9,13 @@ any sizes.  The first ``torch.compile`` in a process switches torch.distribution
 
 from __future__ import annotations
 
-import warnings
 
 import pytest
 import torch
-from torch.distributions import Distribution
 
 import hybridpgm
 from hybridpgm.graphs.contraction_steps import log_einsum, shift_plan
-
-
-@pytest.fixture(autouse=True)
-def _keep_validation_default():
-    previous = Distribution._validate_args
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # dynamo's graph-break notes
-        yield
-    Distribution.set_default_validate_args(previous)
-    torch._dynamo.reset()
+from tests.compile_isolation import keep_validation_default  # noqa: F401  (an autouse fixture)
 
 
 @pytest.mark.parametrize("backend, grad, batches", [("eager", True, (8, 5)), ("aot_eager", False, (8,))])

@@ -7,23 +7,11 @@ that requires grad is being used in an in-place operation".  That part now runs 
 
 from __future__ import annotations
 
-import warnings
 
-import pytest
 import torch
-from torch.distributions import Distribution
 
 from hybridpgm.graphs import MarkovNet
-
-
-@pytest.fixture(autouse=True)
-def _keep_validation_default():
-    previous = Distribution._validate_args
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # dynamo's graph-break notes
-        yield
-    Distribution.set_default_validate_args(previous)
-    torch._dynamo.reset()
+from tests.compile_isolation import keep_validation_default  # noqa: F401  (an autouse fixture)
 
 
 def test_compiled_entropy_of_parameter_tables_equals_eager_with_its_gradients():

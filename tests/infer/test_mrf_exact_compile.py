@@ -5,28 +5,18 @@ mrf.marginals("exact"), backend="aot_eager")`` raised torch's "a leaf Variable t
 an in-place operation".  The marginals are :math:`\\partial \\log Z / \\partial \\delta`, taken (with
 ``create_graph``) through the compiled log-partition; the gradient of ``log_z.sum()`` reached it as an expanded,
 stride-0 tangent, which AOT autograd's backward copies into a dense one, an in-place copy that fails under
-``create_graph``.  The gradient is now seeded with a dense ``ones_like(log_z)``: the same numbers, no copy.
+``create_graph``.  That gradient step now runs eagerly (a graph break: :func:`hybridpgm.compile_scope.eagerly`);
+a dense ``ones_like(log_z)`` tangent would avoid the error but return marginals with no path back to the tables.
 The first ``torch.compile`` in a process switches torch.distributions' validation off: put back here."""
 
 from __future__ import annotations
 
-import warnings
 
 import pytest
 import torch
-from torch.distributions import Distribution
 
 from hybridpgm.graphs import MarkovNet
-
-
-@pytest.fixture(autouse=True)
-def _keep_validation_default():
-    previous = Distribution._validate_args
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # dynamo's graph-break notes
-        yield
-    Distribution.set_default_validate_args(previous)
-    torch._dynamo.reset()
+from tests.compile_isolation import keep_validation_default  # noqa: F401  (an autouse fixture)
 
 
 def _chain() -> MarkovNet:
