@@ -72,6 +72,7 @@ def renamed_keyword(**renames: str) -> Callable[[F], F]:
                 raise TypeError(f"renamed_keyword: {func.__qualname__} still has a parameter {old!r}")
             keyword_only = params[names.index(new)].kind is inspect.Parameter.KEYWORD_ONLY
             positions[old] = None if keyword_only else names.index(new)
+        method = bool(names) and names[0] == "self"  # named by the instance's class when called
 
         @functools.wraps(func)
         def wrapper(*args, **kwargs):
@@ -79,10 +80,11 @@ def renamed_keyword(**renames: str) -> Callable[[F], F]:
                 if old not in kwargs:
                     continue
                 position = positions[old]
+                # a method is named by the instance's class (BayesNet.sample, not the mixin defining it)
+                where = f"{type(args[0]).__name__}.{func.__name__}" if method and args else func.__qualname__
                 if new in kwargs or (position is not None and len(args) > position):
-                    raise ConfigError(f"{func.__qualname__} got both {new}= and its old name {old}=; pass "
-                                      f"{new}= alone")
-                warnings.warn(f"{func.__qualname__}: the keyword {old}= is renamed {new}=; pass {new}= "
+                    raise ConfigError(f"{where} got both {new}= and its old name {old}=; pass {new}= alone")
+                warnings.warn(f"{where}: the keyword {old}= is renamed {new}=; pass {new}= "
                               f"({old}= will be removed in a future release)", FutureWarning,
                               stacklevel=users_stacklevel())
                 kwargs[new] = kwargs.pop(old)

@@ -176,8 +176,8 @@ def build_layer(spec: dict, where: str, device: str | None = None) -> nn.Module:
 
     :raises CheckpointError: an unknown layer or option, a record without the layer's name or its options as a
         dict (a file written by another tool, or changed), naming ``where``; a ``lists`` (``sizes``) entry that is
-        not a list of the names of its list (``torch.Size``) options, a ``torch.Size`` option that is not a list of
-        integers; an option the running torch's class
+        not a list of the names of its list (``torch.Size``) options, an option named in both, a ``torch.Size``
+        option that is not a list of integers; an option the running torch's class
         does not take (``BatchNorm1d(bias=False)``, written with a torch whose ``BatchNorm1d`` takes ``bias=``,
         read with torch 2.5), naming the option and the torch the file needs.
     """
@@ -199,6 +199,10 @@ def build_layer(spec: dict, where: str, device: str | None = None) -> nn.Module:
                                                 for option in named)):
             raise CheckpointError(f"model file gives the {name} at {where} the {kind} options {named!r}, not a list "
                                   f"of the names of its options that hold a {kind} (its options: {sorted(args)})")
+    if both := [option for option in lists if option in sizes]:  # no file writes it: layer_spec names either
+        raise CheckpointError(f"model file gives the {name} at {where} the option(s) {both} as both a list (\"lists\") "
+                              f"and a torch.Size (\"sizes\"); a saved option is one or the other: the file was "
+                              f"changed or damaged")
     if bad := [option for option in sizes if not all(type(n) is int for n in args[option])]:  # torch.Size([2.5])
         raise CheckpointError(f"model file gives the {name} at {where} the torch.Size option(s) "
                               f"{', '.join(f'{option}={args[option]!r}' for option in bad)}, not a list of integers")

@@ -134,7 +134,7 @@ def test_fit_refuses_a_lazy_network_nothing_ran():
     bn = BayesNet().add("a", cpd.Table([0.5, 0.5])).add("b", cpd.Neural(net, ["a"], 2, context=["u"]))
     values = torch.randint(0, 2, (8, 2))
     u = torch.randn(8, 3)
-    objective = SVIObjective(lambda v, u: bn.model(v, inputs={"u": u}), lambda v, u: bn.guide(v, inputs={"u": u}),
+    objective = SVIObjective(lambda v, u: bn.model(v, context={"u": u}), lambda v, u: bn.guide(v, context={"u": u}),
                              TraceEnum_ELBO(max_plate_nesting=1), module=bn)
     fit = functools.partial(hybridpgm.fit, objective, (values, u), epochs=1, batch_size=8, progress=False)
     with pytest.raises(ConfigError, match=r"SVIObjective.module holds parameters of a lazy module that were never "

@@ -21,12 +21,25 @@ as for any buffer).  A value equal to the constructor's at the buffer's precisio
 (a float32 file of a model built with the same ``sigma``).  A buffer that did not change dtype (``.to(device)``,
 ``.float()`` of a float32 model) is left to torch.
 
+A state dict is read at its own precision, so that loading and converting commute: a ``sigma`` of the state dict
+that is the constructor's number rounded to the state dict's dtype (a float32 file of ``sigma=0.3``) loads as that
+number at the buffer's precision (``0.3`` in a float64 model: ``.double()`` then ``load_state_dict`` gives what
+``load_state_dict`` then ``.double()`` gives); any other value is copied as torch copies it, and the number asked is
+forgotten (a float64 file holding ``0.30000001192092896`` keeps it in a float32 model then ``.double()``, as in a
+float64 model).
+
 >>> import torch
 >>> from hybridpgm.energy import RBM
 >>> RBM(3, 2, visible="gaussian", sigma=0.3).double().sigma[0].item()
 0.3
 >>> RBM(3, 2, visible="gaussian", sigma=0.3).sigma.dtype  # float32 users: the same buffer as before
 torch.float32
+>>> float32_file = RBM(3, 2, visible="gaussian", sigma=0.3).state_dict()
+>>> rbm = RBM(3, 2, visible="gaussian", sigma=0.3).double()
+>>> rbm.load_state_dict(float32_file)
+<All keys matched successfully>
+>>> rbm.sigma[0].item()
+0.3
 
 References: G. E. Hinton, "A practical guide to training restricted Boltzmann machines", UTML TR 2010-003, 2010.
 """
@@ -69,3 +82,23 @@ class GaussianSigma:
         else:  # loaded or edited: from now on an ordinary buffer (a later float32 rounding must not pass for it)
             self._sigma_asked = None
         return result
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        """:meth:`torch.nn.Module._load_from_state_dict`, reading the state dict's ``sigma`` at its own precision:
+        the constructor's number rounded to the state dict's dtype loads as that number at the buffer's dtype, any
+        other value as torch loads it, forgetting the number (see the module docstring)."""
+        incoming = state_dict.get(prefix + "sigma")
+        errors = len(error_msgs)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+        asked, buffer = getattr(self, "_sigma_asked", None), self._buffers.get("sigma")
+        if asked is None or not torch.is_tensor(incoming) or not torch.is_tensor(buffer) or len(error_msgs) > errors:
+            return
+        if not (incoming.is_floating_point() and buffer.is_floating_point()) or incoming.is_meta or buffer.is_meta:
+            self._sigma_asked = None
+        elif not torch.equal(incoming, torch.full_like(incoming, asked)):
+            self._sigma_asked = None  # another value (or the number's rounding at another precision): the file's
+        elif buffer.dtype != incoming.dtype:  # the number asked, at the file's precision: at the buffer's
+            with torch.no_grad():
+                buffer.fill_(asked)

@@ -30,6 +30,7 @@ from hybridpgm.data.validation import describe_origin
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError, ObjectiveError
 from hybridpgm.graphs.bn_values import _missing
 from hybridpgm.handler_scope import DiscreteSitesDrawnExactly
+from hybridpgm.keyword_alias import renamed_keyword
 from hybridpgm.train.deferred_checks import check_or_defer
 from hybridpgm.train.traced_checks import validation_as_called
 
@@ -240,7 +241,8 @@ class BayesNetChecks:
             check_or_defer(keep, lambda: ObjectiveError(what), what, ObjectiveError, note=_PATTERN_NOTE)
         return flags, passed
 
-    def explain_nonfinite_loss(self, data=None, mask=None, inputs=None, **model_kwargs) -> str | None:
+    @renamed_keyword(inputs="context")
+    def explain_nonfinite_loss(self, data=None, mask=None, context=None, **model_kwargs) -> str | None:
         """The rows of ``data`` whose likelihood under the network is 0 (or NaN), with their observed values:
         why the loss of :meth:`model` on them is not finite.
 
@@ -252,10 +254,10 @@ class BayesNetChecks:
         on :func:`hybridpgm.fit`'s error path, when a loss is not finite, and the
         :class:`~hybridpgm.errors.TrainingDivergedError` quotes it; it costs one exact query of the batch.
 
-        :param data: :meth:`model`'s ``data`` (see :meth:`columns`), ``mask`` and context ``inputs``;
+        :param data: :meth:`model`'s ``data`` (see :meth:`columns`), ``mask`` and ``context``;
             ``model_kwargs`` (``num_data``, ``prefix``) play no part.
         :param mask: :meth:`model`'s ``mask``, read with ``data`` by :meth:`columns` (not read without data).
-        :param inputs: :meth:`model`'s context ``inputs``, joined to the data's columns as the evidence of
+        :param context: :meth:`model`'s ``context`` inputs, joined to the data's columns as the evidence of
             :meth:`log_evidence`.
         :returns: a sentence naming the rows (numbered from 0 in ``data``, at most 10 shown) and their observed
             values, or ``None`` when every row has a finite log-evidence (or ``data`` is ``None``).
@@ -266,7 +268,7 @@ class BayesNetChecks:
             return None
         cols = self.columns(data, mask)
         with torch.no_grad():
-            lp = self.log_evidence({**self._inputs(inputs), **cols}).reshape(-1)
+            lp = self.log_evidence({**self._inputs(context), **cols}).reshape(-1)
         zero, nan = (lp == float("-inf")).nonzero().flatten().tolist(), lp.isnan().nonzero().flatten().tolist()
         if not zero and not nan:
             return None

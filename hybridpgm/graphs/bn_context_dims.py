@@ -118,7 +118,7 @@ def expand_hint(what: str, shape: tuple, rows: int, call: str = "EXPR", var: str
     :param shape: its shape, ``[*B, 1, F]`` as the model reads it.
     :param int rows: the data's rows ``N``.
     :param str call: the call that passes it, ``EXPR`` standing for the expanded tensor
-        (``"bn.model(data, inputs={'k': EXPR})"``, ``"mrf.model(values, context=EXPR)"``).
+        (``"bn.model(data, context={'k': EXPR})"``, ``"mrf.model(values, context=EXPR)"``).
     :param str var: the name the message gives the one-row tensor (``k``, ``context``)."""
     shape = tuple(int(n) for n in shape)
     if len(shape) < 2 or shape[-2] != 1 or rows <= 1:

@@ -87,7 +87,7 @@ class BayesNetData(BayesNetChecks, BayesNetMasks, BayesNetInputs):
         :param mask: ``True`` where observed: an ``[N, len(nodes)]`` bool tensor or array (or of the integers
             0 and 1; ``N`` the rows of the data), or a dict node -> ``[N]`` such column whose keys are nodes
             with a data column.  A node without a data column is missing in every row whatever the mask says.
-        :raises DataError: a column that is not a node (a context input's saying ``inputs=``), a name that is not a
+        :raises DataError: a column that is not a node (a context input's saying ``context=``), a name that is not a
             state of its node (naming the node, the value and the states), a name in the column of a node without state
             names, a column that holds neither numbers nor names, a column of more than one dim (``[N, 1]``), columns of
             different lengths, array data that is not ``[N, len(nodes)]`` (or a row of another length), a mask that is
@@ -112,7 +112,7 @@ class BayesNetData(BayesNetChecks, BayesNetMasks, BayesNetInputs):
         dtype, device = self.dtype, self.device
         for v, t in data.items():
             if v not in self._cpd_map:
-                context = f"; '{v}' is a context input: pass it as inputs={{{v!r}: ...}}" \
+                context = f"; '{v}' is a context input: pass it as context={{{v!r}: ...}}" \
                     if v in self.input_names else ""
                 raise DataError(f"data has column '{v}', which is not a node (nodes: {self.nodes}){context}")
             discrete = self.cardinality(v) is not None

@@ -1,10 +1,11 @@
 """The context inputs of a :class:`~hybridpgm.graphs.BayesNet`'s neural CPDs, as its model and queries read them.
 
-:class:`BayesNetInputs` is a mixin of :class:`~hybridpgm.graphs.bn_data.BayesNetData`: :meth:`~BayesNetInputs._inputs`
-turns what a user passes as ``inputs=`` into a dict name -> ``[N]`` or ``[*B, N, F]`` tensor (particle dims ``B`` in
-front, features flat), :meth:`~BayesNetInputs._rows` reads the rows of the model's plate from the data and the inputs,
-and :meth:`~BayesNetInputs._with_inputs` joins ``inputs=`` to the evidence of the exact queries (``posterior``,
-``log_evidence``, ``map``), which read the context inputs among the evidence.
+:class:`BayesNetInputs` is a mixin of :class:`~hybridpgm.graphs.bn_data.BayesNetData`:
+:meth:`~BayesNetInputs._inputs` turns what a user passes as ``context=`` (``inputs=`` before) into a dict name ->
+``[N]`` or ``[*B, N, F]`` tensor (particle dims ``B`` in front, features flat), :meth:`~BayesNetInputs._rows` reads
+the rows of the model's plate from the data and the inputs, and :meth:`~BayesNetInputs._with_inputs` joins
+``context=`` to the evidence of the exact queries (``posterior``, ``log_evidence``, ``map``), which read the context
+inputs among the evidence.
 """
 
 from __future__ import annotations
@@ -45,11 +46,11 @@ class BayesNetInputs:
     def _with_inputs(self, evidence, inputs, query: str):
         """The evidence of the exact query ``query`` (``"log_evidence"``, ...) with the context ``inputs`` joined to
         it: the queries read context inputs among the evidence, as :meth:`~hybridpgm.graphs.BayesNet.model` and
-        :meth:`~hybridpgm.graphs.BayesNet.log_prob` read ``inputs=``.  ``evidence`` as given where ``inputs`` is
+        :meth:`~hybridpgm.graphs.BayesNet.log_prob` read ``context=``.  ``evidence`` as given where ``inputs`` is
         ``None``.
 
         :raises DataError: ``inputs`` :meth:`_input_dict` refuses.
-        :raises EvidenceError: a context input given both in the evidence and in ``inputs=`` (naming it), or evidence
+        :raises EvidenceError: a context input given both in the evidence and in ``context=`` (naming it), or evidence
             that is not a mapping (:func:`~hybridpgm.infer.bn_evidence.evidence_mapping`)."""
         if inputs is None:
             return evidence
@@ -60,7 +61,7 @@ class BayesNetInputs:
         both = sorted((k for k in inputs if k in evidence), key=str)
         if both:
             raise EvidenceError(f"BayesNet.{query}: the context input(s) {both} are given both in the evidence and "
-                                f"in inputs=; give each one once (inputs={{...}}, as in log_prob and model)")
+                                f"in context=; give each one once (context={{...}}, as in log_prob and model)")
         return {**evidence, **inputs}
 
     @read_checks_once  # the inputs' integer ranges: one host read
@@ -122,7 +123,7 @@ class BayesNetInputs:
             counts = ", ".join(f"{what}: {n}" for what, n in sizes.items())
             most = max(sizes.values())
             hints = "".join(expand_hint(f"context input '{k}'", t.shape, most,
-                                        f"bn.model(data, inputs={{{k!r}: EXPR}})", k if k.isidentifier() else "x")
+                                        f"bn.model(data, context={{{k!r}: EXPR}})", k if k.isidentifier() else "x")
                             for k, t in ctx.items() if t.dim() > 1)
             raise DataError(f"BayesNet.model: the data and the context inputs must have one row each per example, "
                             f"got different row counts ({counts}){hints}")

@@ -21,6 +21,7 @@ from pyro.distributions.util import scale_and_mask
 from hybridpgm.errors import DataError
 from hybridpgm.graphs.bn_examples import entries, one_row, rows_of_no_node, shared_values, single_example
 from hybridpgm.handler_scope import isolated_from_handlers
+from hybridpgm.keyword_alias import renamed_keyword
 from hybridpgm.param_store_scope import own_param_store
 from hybridpgm.transform_scope import vmap_reads_refused
 
@@ -33,14 +34,15 @@ _OBSERVED_GIVEN: contextvars.ContextVar[tuple | None] = contextvars.ContextVar("
 class BayesNetLogProb:
     """Mixin of :class:`~hybridpgm.graphs.BayesNet`: :meth:`log_prob` (and the pattern it hands to the model)."""
 
+    @renamed_keyword(inputs="context")
     @isolated_from_handlers
     @own_param_store
-    def log_prob(self, values, inputs=None) -> torch.Tensor:
+    def log_prob(self, values, context=None) -> torch.Tensor:
         """``[N]`` joint :math:`\\log p(x)` of complete rows (dict or ``[N, len(nodes)]`` tensor); a 0-d result for
         a single example, a mapping whose every value is 0-d (a 0-d tensor, a number or a state name; a pandas
         ``Series``, one row of a data frame, too), equal to the answer for that one row, as :meth:`MarkovNet.log_prob
         <hybridpgm.graphs.MarkovNet.log_prob>` scores one and as the queries answer 0-d evidence without a row dim.
-        A single example's context ``inputs`` are that one row's features (a row dim is put in front: ``[d]``,
+        A single example's ``context`` inputs are that one row's features (a row dim is put in front: ``[d]``,
         ``[1, d]`` and, for a single-feature input, a 0-d value all describe one row).  Beside ``[N]`` columns a
         0-d value is that node's value in every row, as in the queries' evidence (``{"a": 1, "b": tensor([0, 1])}``
         scores two rows, as :meth:`~hybridpgm.graphs.BayesNet.log_evidence` of them does).  A NumPy scalar is data of
@@ -55,8 +57,9 @@ class BayesNetLogProb:
         answers ``-inf`` for it too.
 
         :param values: complete rows in any form of :meth:`columns` (every node present, no missing entry).
-        :param inputs: context inputs, as in :meth:`model`: dict name -> ``[N, ...]`` (or one tensor if there is a
-            single context name).
+        :param context: the context inputs of neural CPDs, as in :meth:`model`: dict name -> ``[N, ...]`` (or one
+            tensor if there is a single context name; ``inputs=``, its name before, is accepted for one release with
+            a :class:`FutureWarning`).
         :raises DataError: a missing node or entry, columns of several lengths (``[N]`` beside ``[M]``), a column of
             more than one dim (``[N, 1]``, naming the node and the shape), or data :meth:`model` refuses (continuous
             data of a floating dtype the network's would round among them, a NumPy ``float64`` scalar too).
@@ -64,7 +67,7 @@ class BayesNetLogProb:
             of the data read on the host: pass the rows as one batch instead.
         """
         with vmap_reads_refused(_VMAP_LOG_PROB):
-            return self._log_prob(values, inputs)
+            return self._log_prob(values, context)
 
     def _log_prob(self, values, inputs) -> torch.Tensor:
         if not self._cpd_map:  # no node, nothing to trace: the rows' shape is read from the data themselves

@@ -28,6 +28,7 @@ from hybridpgm.graphs.bn_log_prob import BayesNetLogProb
 from hybridpgm.graphs.bn_plate import DataPlate, prior_weight
 from hybridpgm.graphs.bn_sampling import BayesNetSampling
 from hybridpgm.graphs.cpd_gaussian import LinearGaussian, check_gaussian_parameters
+from hybridpgm.keyword_alias import renamed_keyword
 from hybridpgm.module_registration import registers_once
 from hybridpgm.train.deferred_checks import checks_read_once
 from hybridpgm.train.update_scope import weighted_per_update
@@ -40,9 +41,10 @@ class BayesNetModel(BayesNetSampling, BayesNetLogProb):
     (:class:`~hybridpgm.graphs.bn_sampling.BayesNetSampling`) and scoring
     (:class:`~hybridpgm.graphs.bn_log_prob.BayesNetLogProb`)."""
 
+    @renamed_keyword(inputs="context")  # MarkovNet's and cpd.Neural's name; inputs= warns for a release
     @pyro_method
     @registers_once("cpds")  # registered on entry, not at each look-up of a node (quadratic in the nodes)
-    def model(self, data=None, mask=None, inputs=None, *, num_samples: int | None = None,
+    def model(self, data=None, mask=None, context=None, *, num_samples: int | None = None,
               num_data: int | None = None, prefix: str = "") -> dict:
         """Pyro model over a data plate ``"data"`` (``max_plate_nesting=1``).
 
@@ -62,7 +64,7 @@ class BayesNetModel(BayesNetSampling, BayesNetLogProb):
         **Inside a plate of the caller's.**  The rows are the plate at dim ``-1``.  Called inside a caller's
         ``pyro.plate`` at dim ``-1`` (``with pyro.plate("data", N): z = bn.model(...)``), the model joins that plate
         rather than opening its own: its sites are that plate's, so per-row sites of the caller's that read its
-        values (a neural decoder under a network prior) or that its context inputs read (an enumerated per-row
+        values (a neural decoder under a network prior) or that its ``context`` inputs read (an enumerated per-row
         site) are in one plate with them, and enumeration sums each row's latents jointly.  In a sibling plate of
         another name at dim ``-1`` they would be independent of the network's rows to Pyro, a wrong loss.  That
         plate's size is the rows (``num_samples`` by default; data, inputs or ``num_samples`` of another count are
@@ -89,9 +91,10 @@ class BayesNetModel(BayesNetSampling, BayesNetLogProb):
             :meth:`split_missing`.
         :param mask: ``[N, len(nodes)]`` bool (or 0/1 integers; or a dict node -> ``[N]``), true where
             observed; see :meth:`columns`.
-        :param inputs: context inputs: dict name -> ``[N, ...]`` (or one tensor if
-            there is a single context name).
-        :param int num_samples: the rows ``N`` of the plate when neither ``data`` nor ``inputs`` have rows
+        :param context: the context inputs of neural CPDs: dict name -> ``[N, ...]`` (or one tensor if there is a
+            single context name); ``inputs=``, its name before, is accepted for one release with a
+            :class:`FutureWarning`.
+        :param int num_samples: the rows ``N`` of the plate when neither ``data`` nor ``context`` have rows
             (:meth:`sample` passes it with ``data=None``); ``None`` (the default): 1, or the size of the caller's
             plate at dim ``-1`` inside one; 0 is refused
             (:class:`DataError`).  Ignored where the data or the context inputs give the rows.  ``MCMC.run`` keeps
@@ -133,7 +136,7 @@ class BayesNetModel(BayesNetSampling, BayesNetLogProb):
         plate = DataPlate(prefix)  # the caller's plate at dim -1, joined, or one of its own
         cols = self.columns(data, mask)
         num_samples = plate.rows if num_samples is None else num_samples
-        ctx = self._inputs(inputs, int(next(iter(cols.values())).shape[0]) if cols else num_samples)
+        ctx = self._inputs(context, int(next(iter(cols.values())).shape[0]) if cols else num_samples)
         n = self._rows(cols, ctx, num_samples)
         if n == 0:
             raise DataError("BayesNet.model got data of 0 rows; a Pyro plate cannot be empty")
@@ -184,8 +187,9 @@ class BayesNetModel(BayesNetSampling, BayesNetLogProb):
         barren.complete = True  # the barren rows of the latent sites are known now (their log_prob, taken later)
         return x
 
+    @renamed_keyword(inputs="context")
     @pyro_method
-    def guide(self, data=None, mask=None, inputs=None, *, prefix: str = "", **kwargs) -> None:
+    def guide(self, data=None, mask=None, context=None, *, prefix: str = "", **kwargs) -> None:
         """The empty guide: every latent site of :meth:`model` is enumerated.
 
         It is exact only under enumeration (:class:`~pyro.infer.TraceEnum_ELBO`, also jitted or with vectorized
@@ -198,7 +202,7 @@ class BayesNetModel(BayesNetSampling, BayesNetLogProb):
         :param data: as in :meth:`model`: read by :meth:`columns` (with ``mask``) only for the check above;
             ``None`` passes.
         :param mask: as in :meth:`model`, read with ``data``.
-        :param inputs: as in :meth:`model`; not read (the guide takes the model's arguments).
+        :param context: as in :meth:`model`; not read (the guide takes the model's arguments).
         :param str prefix: as in :meth:`model` (the guide takes the model's arguments); the message of the
             check names the model's prefixed latent sites.
         :raises ConfigError: data with missing discrete entries and no enumeration active, saying to train with

@@ -19,6 +19,7 @@ import contextlib
 import torch
 
 from hybridpgm.interrupt_scope import restored_on_error
+from hybridpgm.keyword_alias import renamed_keyword
 
 __all__ = ["BayesNetQueries"]
 
@@ -26,39 +27,42 @@ __all__ = ["BayesNetQueries"]
 class BayesNetQueries:
     """Mixin of :class:`~hybridpgm.graphs.BayesNet`: its exact queries and their caches."""
 
-    def posterior(self, query=None, evidence=None, *, joint: bool = False, inputs=None):
+    @renamed_keyword(inputs="context")
+    def posterior(self, query=None, evidence=None, *, joint: bool = False, context=None):
         """Posterior marginals; see :func:`hybridpgm.infer.exact.posterior`.
 
         :param query: a node name, a list of names, or ``None`` for every unobserved discrete node.
         :param evidence: a dict node -> value(s) (see :func:`~hybridpgm.infer.bn_evidence.parse_evidence`), or
             ``None``; for an ``[N, len(nodes)]`` data tensor pass :meth:`columns` of it.  The context inputs of
-            neural CPDs may be given here, name -> ``[N, ...]``, or as ``inputs``.
+            neural CPDs may be given here, name -> ``[N, ...]``, or as ``context``.
         :param bool joint: return the joint ``[N, card_1, ..., card_k]`` over the query variables (in the given
             order) instead of the marginals.
-        :param inputs: context inputs, as in :meth:`model` and :meth:`log_prob`: dict name -> ``[N, ...]`` (or one
-            tensor if there is a single context name), joined to the evidence.
+        :param context: the context inputs of neural CPDs, as in :meth:`model` and :meth:`log_prob`: dict name ->
+            ``[N, ...]`` (or one tensor if there is a single context name), joined to the evidence (``inputs=``,
+            its name before, is accepted for one release with a :class:`FutureWarning`).
         :returns: ``[N, card]`` for one name, else a dict name -> ``[N, card]`` (without ``N`` when no evidence
             value has a row dim); with ``joint``, one tensor ``[N, card_1, ..., card_k]``.
         :raises EvidenceError: evidence that is not a mapping (naming its type and shape), one the query
-            refuses, or a context input given both in the evidence and in ``inputs`` (naming it).
-        :raises DataError: a continuous value of a floating dtype the network's would round, or ``inputs`` that
+            refuses, or a context input given both in the evidence and in ``context`` (naming it).
+        :raises DataError: a continuous value of a floating dtype the network's would round, or ``context`` that
             are not a dict of the network's context names (nor one tensor for its single one).
         """
         from hybridpgm.infer.exact import posterior
 
-        evidence = self._with_inputs(evidence, inputs, "posterior")
+        evidence = self._with_inputs(evidence, context, "posterior")
         with self._query():
             return posterior(self.check(), query, evidence, joint=joint)
 
-    def log_evidence(self, evidence=None, *, inputs=None) -> torch.Tensor:
+    @renamed_keyword(inputs="context")
+    def log_evidence(self, evidence=None, *, context=None) -> torch.Tensor:
         """:math:`\\log p(e)` per row; see :func:`hybridpgm.infer.exact.log_evidence` (the errors: as for
         :meth:`posterior`).
 
         :param evidence: a dict node -> value(s), or ``None``, as for :meth:`posterior`.
-        :param inputs: context inputs, as for :meth:`posterior`."""
+        :param context: context inputs, as for :meth:`posterior`."""
         from hybridpgm.infer.exact import log_evidence
 
-        evidence = self._with_inputs(evidence, inputs, "log_evidence")
+        evidence = self._with_inputs(evidence, context, "log_evidence")
         with self._query():
             return log_evidence(self.check(), evidence)
 
@@ -81,17 +85,18 @@ class BayesNetQueries:
             table._built_from = rebased(table._built_from, _snapshot(self))
         return table
 
-    def map(self, evidence=None, *, return_log_prob: bool = False, inputs=None):
+    @renamed_keyword(inputs="context")
+    def map(self, evidence=None, *, return_log_prob: bool = False, context=None):
         """Most probable explanation; see :func:`hybridpgm.infer.exact.map_assignment` (the errors: as for
         :meth:`posterior`).
 
         :param evidence: a dict node -> value(s), or ``None``, as for :meth:`posterior`.
         :param bool return_log_prob: also return the ``[N]`` maxima :math:`\\max_x \\log p(x, e_n)`.
-        :param inputs: context inputs, as for :meth:`posterior`.
+        :param context: context inputs, as for :meth:`posterior`.
         :returns: dict node -> ``[N]`` state indices (and the maxima with ``return_log_prob``)."""
         from hybridpgm.infer.exact import map_assignment
 
-        evidence = self._with_inputs(evidence, inputs, "map")
+        evidence = self._with_inputs(evidence, context, "map")
         with self._query():
             return map_assignment(self.check(), evidence, return_log_prob=return_log_prob)
 

@@ -36,7 +36,10 @@ a signed sum of :math:`\prod_{i:\, e_i = d_i} c_i` entries (node after node). Su
 cancel: a case whose terms add up to more than :data:`CANCELLATION` times its :math:`p(e_S)` (an observed dropped
 state that is improbable in context), or whose :math:`p(e_S)` comes out not positive, is answered by the contraction
 instead, so every answer keeps the subsets layout's accuracy up to that factor.  ``layout="auto"`` builds the subsets
-layout when it fits in ``max_bytes`` and the compact one otherwise.
+layout when it fits in ``max_bytes`` and the compact one otherwise.  In either layout, when some configuration's
+:math:`p(e)` is positive but under float64's smallest normal number (:data:`TINY`; entries of ``1e-310``), the rows
+of :math:`p(e_S)` under it, held as subnormals or 0, are answered by the contraction in log space
+(:mod:`hybridpgm.infer.evidence_table_rows`).
 
 The table is a snapshot of the CPDs when it is built: it is not differentiable and raises
 :class:`~hybridpgm.errors.ConfigError` once a parameter of the network has changed through its version counter, its
@@ -66,12 +69,13 @@ from hybridpgm.checks import close_match, shown_items
 from hybridpgm.errors import ConfigError, EvidenceError
 from hybridpgm.infer.bn_contract import check_possible
 from hybridpgm.infer.bn_evidence import network_facts, parse_evidence
-from hybridpgm.infer.evidence_snapshot import _same, _snapshot, kept, mode_changed
+from hybridpgm.infer.evidence_snapshot import _same, _snapshot, kept, mode_changed, module_changes
+from hybridpgm.infer.evidence_table_rows import exact_rows
 
 if TYPE_CHECKING:  # pragma: no cover
     from hybridpgm.graphs.bayes_net import BayesNet
 
-__all__ = ["BUILD_CHUNK_BYTES", "CANCELLATION", "DEFAULT_MAX_BYTES", "EvidenceTable", "LAYOUTS"]
+__all__ = ["BUILD_CHUNK_BYTES", "CANCELLATION", "DEFAULT_MAX_BYTES", "EvidenceTable", "LAYOUTS", "TINY"]
 
 #: the largest table :meth:`~hybridpgm.graphs.BayesNet.compile_evidence` builds unless told otherwise
 DEFAULT_MAX_BYTES = 256 * 2**20
@@ -86,6 +90,9 @@ LAYOUTS = ("auto", "subsets", "compact")
 #: its answers then lose at most about that factor times the dtype's resolution (``1e-12`` in float64, ten
 #: float32 steps); a row over it is computed by the contraction
 CANCELLATION = {torch.float64: 1e4, torch.float32: 10.0, torch.float16: 1.0, torch.bfloat16: 1.0}
+
+#: float64's smallest normal number: a table entry under it has lost digits (a subnormal) or underflowed to 0
+TINY = torch.finfo(torch.float64).tiny
 
 
 class EvidenceTable:
@@ -111,6 +118,10 @@ class EvidenceTable:
         large, or the joint of ``nodes`` is), as those queries raise it.
     :raises EvidenceError: for an unknown or repeated node.
     """
+
+    #: whether a configuration of positive probability has p(e) under :data:`TINY` (default: tables pickled
+    #: before it was kept)
+    _underflow = False
 
     def __init__(self, bn: "BayesNet", nodes: Sequence[str], *, max_bytes: int = DEFAULT_MAX_BYTES,
                  layout: str = "auto"):
@@ -165,9 +176,12 @@ class EvidenceTable:
             rows = max(1, BUILD_CHUNK_BYTES // entry)  # the configurations of one batched query
             # p(e) under the dtype's smallest normal number (a float32 network: 1e-38) lost digits or underflowed
             # to 0 in the joint; those configurations are scored again by log_evidence (log space where
-            # probabilities underflow) and exponentiated in float64
+            # probabilities underflow) and exponentiated in float64; one still under float64's (a float64 network
+            # with entries of 1e-310) marks the table: its rows under that are answered by the contraction
             for chunk in (z < torch.finfo(bn.dtype).tiny).nonzero().flatten().split(rows):
-                z[chunk] = log_evidence(bn, {v: t[chunk] for v, t in evidence.items()}).double().exp()
+                log_z = log_evidence(bn, {v: t[chunk] for v, t in evidence.items()}).double()
+                z[chunk] = log_z.exp()
+                self._underflow |= bool(((log_z > -math.inf) & (z[chunk] < TINY)).any())
             chunks = (z > 0).nonzero().flatten().split(rows) if self.others else ()
             post = posterior(bn, self.others, {v: t[chunks[0]] for v, t in evidence.items()}) if chunks else None
             table = torch.zeros(self.configurations, self._width + 1, dtype=torch.float64, device=device)
@@ -234,9 +248,10 @@ class EvidenceTable:
                                   f"after its evidence table over {self.nodes} was built, and a neural CPD may answer "
                                   f"otherwise in the other mode (dropout, batch norm); build it again with "
                                   f"bn.compile_evidence in the mode it is to answer in")
+            what = module_changes(now, self._built_from) or ("a CPD was updated, added or moved, or "
+                                                             "bn.plan_cache.clear() was called")
             raise ConfigError(f"the network changed after its evidence table over {self.nodes} was built "
-                              f"(a CPD was updated, added or moved, or bn.plan_cache.clear() was called); "
-                              f"build it again with bn.compile_evidence")
+                              f"({what}); build it again with bn.compile_evidence")
 
     def _values(self, evidence: Mapping | None):
         """``(ev, values [N, k] long)``: the parsed evidence and each row's observed state of each table
@@ -279,13 +294,15 @@ class EvidenceTable:
         return row, entry, sign
 
     def _answer(self, values: torch.Tensor, columns: bool, asked: Sequence[int] = ()):
-        """``(joint, states)`` for the rows ``values``: ``joint`` ``[N, W + 1]`` holds :math:`p(x_v = x, e_S)`
-        for every other node's states, then :math:`p(e_S)` (only that column without ``columns``);
+        """``(joint, states, shift)`` for the rows ``values``: ``joint`` ``[N, W + 1]`` holds :math:`p(x_v = x,
+        e_S)` for every other node's states, then :math:`p(e_S)` (only that column without ``columns``);
         ``states[i]`` ``[N, c_i]`` holds :math:`p(e_i = s, e_S)` for the evidence nodes ``asked`` (by
         position), read with node ``i`` moved from its sum index to each state (meaningful in the rows that
-        do not observe it; the compact layout's dropped state is :math:`p(e_S)` minus the others).  A compact
-        row whose signed sum cancels more than :data:`CANCELLATION` allows, or whose :math:`p(e_S)` is not
-        positive, is computed by the contraction instead."""
+        do not observe it; the compact layout's dropped state is :math:`p(e_S)` minus the others), each row
+        divided by :math:`\\exp(\\text{shift})` (``[N]``, 0 for rows read from the table; ``None``: all 0).
+        A compact row whose signed sum cancels more than :data:`CANCELLATION` allows, or whose :math:`p(e_S)` is
+        not positive, and a row of :math:`p(e_S)` under :data:`TINY` in a table holding such probabilities
+        (digits lost) are computed by the contraction instead (:meth:`_exact`)."""
         row, entry, sign = self._terms(values)
         n, device = values.shape[0], values.device
         terms = self._table[entry] if columns else self._table[entry, -1:]
@@ -305,48 +322,34 @@ class EvidenceTable:
                 if part.shape[0] < self.cards[i]:
                     p[:, self.dropped[i]] = (joint[:, -1] - p.sum(1)).clamp_min_(0.0)
                 states[i] = p
+        z, shift = joint[:, -1], None
+        bad = (z < TINY) if self._underflow else None
         if sign is not None:
-            z = joint[:, -1]
             scale = torch.zeros(n, dtype=torch.float64, device=device).index_add_(0, row, self._table[entry, -1])
-            bad = (scale > CANCELLATION[self._dtype] * z) | (z <= 0)
-            if bool(bad.any()):
-                exact_joint, exact_states = self._exact(values[bad], columns, asked)
-                joint[bad] = exact_joint
-                for i in asked:
-                    states[i][bad] = exact_states[i]
-            joint.clamp_min_(0.0)
-        return joint, states
-
-    @torch.no_grad()
-    def _exact(self, values: torch.Tensor, columns: bool, asked: Sequence[int]):
-        """:meth:`_answer` for a few rows by the contraction (zero where the evidence is impossible); plain
-        tensors, as the table's own answers are (the CPDs' autograd graph is not followed)."""
-        from hybridpgm.infer.exact import log_evidence, posterior
-
-        n, device = values.shape[0], values.device
-        sub = {v: values[:, i] for i, v in enumerate(self.nodes)}
-        z = log_evidence(self.bn, sub).double().exp().reshape(-1)
-        joint = torch.zeros(n, self._width + 1 if columns else 1, dtype=torch.float64, device=device)
-        joint[:, -1] = z
-        states = {i: torch.zeros(n, self.cards[i], dtype=torch.float64, device=device) for i in asked}
-        possible = z > 0
-        names = ([*self.others] if columns else []) + \
-            [self.nodes[i] for i in asked if bool((values[possible, i] < 0).any())]
-        if names and bool(possible.any()):
-            post = posterior(self.bn, names, {v: t[possible] for v, t in sub.items()})
-            if columns and self.others:
-                joint[possible, :-1] = torch.cat([post[v].double() for v in self.others], dim=1) * z[possible, None]
+            bad = (scale > CANCELLATION[self._dtype] * z) | (z <= 0) | (False if bad is None else bad)
+        if bad is not None and bool(bad.any()):
+            shift = torch.zeros(n, dtype=torch.float64, device=device)
+            exact_joint, exact_states, shift[bad] = self._exact(values[bad], columns, asked)
+            joint[bad] = exact_joint
             for i in asked:
-                if self.nodes[i] in post:
-                    states[i][possible] = post[self.nodes[i]].double() * z[possible, None]
-        return joint, states
+                states[i][bad] = exact_states[i]
+        if sign is not None:
+            joint.clamp_min_(0.0)
+        return joint, states, shift
+
+    def _exact(self, values: torch.Tensor, columns: bool, asked: Sequence[int]):
+        """:meth:`_answer` for a few rows by the contraction
+        (:func:`~hybridpgm.infer.evidence_table_rows.exact_rows`)."""
+        return exact_rows(self, values, columns, asked)
 
     def log_evidence(self, evidence: Mapping | None = None) -> torch.Tensor:
         """:math:`\\log p(e_S)` per row, as :meth:`hybridpgm.graphs.BayesNet.log_evidence` (``[N]``, or a scalar).
 
         :param evidence: hard evidence on the table's nodes, as for :meth:`posterior` (``None``: none)."""
         ev, values = self._values(evidence)
-        out = self._answer(values, columns=False)[0][:, 0].log().to(self._dtype)
+        joint, _, shift = self._answer(values, columns=False)
+        out = joint[:, 0].log() if shift is None else joint[:, 0].log() + shift
+        out = out.to(self._dtype)
         return out if ev.batched else out[0]
 
     def posterior(self, query: str | Sequence[str] | None = None, evidence: Mapping | None = None):
@@ -367,7 +370,7 @@ class EvidenceTable:
         facts = network_facts(self.bn)
         names = posterior_names(facts, query, ev.observed)
         asked = [self.nodes.index(q) for q in names if q not in self._offsets]
-        joint, states = self._answer(values, columns=len(asked) < len(names), asked=asked)
+        joint, states, _ = self._answer(values, columns=len(asked) < len(names), asked=asked)  # ratios: no shift
         z = joint[:, -1:]
         check_possible(z.log(), "the posterior")
         out = {}

@@ -18,7 +18,8 @@ s)``) couples them, and the sweep raises
 :class:`~hybridpgm.errors.ModelSpecError` naming the site and the plate (sample
 one site per element instead, in a sequential ``pyro.plate``; see
 :mod:`hybridpgm.infer.gibbs_sites`).  A subsampled plate is refused, as by
-Pyro's HMC/NUTS (``subsample=`` indices too, unless a permutation of the rows).  A block of
+Pyro's HMC/NUTS (``subsample=`` indices too, unless a permutation of the rows, the same at every run for a plate
+holding a latent site).  A block of
 several sites (``blocks=[["tub", "lung", "either"]]``) is drawn jointly, which
 keeps the chain ergodic when a node is a deterministic function of others.
 The kernel plugs into :class:`pyro.infer.MCMC` (``num_chains``, progress,
@@ -64,7 +65,7 @@ from pyro.poutine.util import site_is_subsample
 from hybridpgm.checks import positive_int
 from hybridpgm.errors import ConfigError, ModelSpecError
 from hybridpgm.infer.gibbs_sites import (check_batch_dims_in_plates, check_block_plates, check_full_plate,
-                                         check_site_shape_in_sweep)
+                                         check_same_rows, check_site_shape_in_sweep)
 from hybridpgm.infer.particle_probe import keeping_module_state, probed_modules
 from hybridpgm.options import Option
 
@@ -206,7 +207,9 @@ class Gibbs(MCMCKernel):
             enumerable support (NaN, a fraction, a negative or too large state); the message names the site.
         :raises ModelSpecError: a sample site has a batch dim no plate declares, a latent site is not discrete, a
             plate subsamples or its ``subsample=`` indices are not a permutation of its rows (naming the plate;
-            Pyro's HMC/NUTS refuse a ``subsample_size`` too), or the model has no latent site.
+            Pyro's HMC/NUTS refuse a ``subsample_size`` too), or the model has no latent site.  (A sweep raises it
+            where a plate holding latent sites is given other indices than here: a permutation the model draws
+            afresh, :func:`~hybridpgm.infer.gibbs_sites.check_same_rows`.)
         """
         self._args, self._kwargs = args, kwargs
         with poutine.block(), self._leaving_module_state():
@@ -246,6 +249,11 @@ class Gibbs(MCMCKernel):
         self._plates = {tuple(b): plates[b[0]] for b in self.blocks}
         self._frames = {tuple(b): frames[b[0]] for b in self.blocks}  # {dim: (name, size)}, for the sweep's checks
         self._shapes = {s: tr.nodes[s]["value"].shape for s in latent}
+        # the indices of each plate holding latent sites, which every run must give again (check_same_rows)
+        held = {f.name: [s for s in latent if f in tr.nodes[s]["cond_indep_stack"]]
+                for s in latent for f in tr.nodes[s]["cond_indep_stack"] if f.vectorized and f.size > 1}
+        self._rows = {name: (tr.nodes[name]["value"], sites) for name, sites in held.items()
+                      if name in tr.nodes and site_is_subsample(tr.nodes[name])}
         self._dtypes = {s: tr.nodes[s]["value"].dtype for s in latent}
         self._out_dtype = next((t.dtype for t in args if torch.is_tensor(t) and t.is_floating_point()),
                                torch.get_default_dtype())
@@ -315,6 +323,8 @@ class Gibbs(MCMCKernel):
         with poutine.block(), self._leaving_module_state():
             tr = poutine.trace(model).get_trace(*self._args, **self._kwargs)
             tr.compute_log_prob()
+        for name, (rows, sites) in self._rows.items():
+            check_same_rows(name, tr.nodes.get(name), rows, sites)
         keep = self._plates[tuple(block)]
         enum_dims = [tr.nodes[s]["infer"].get("_enumerate_dim") for s in block]
         shared = [s for s, d in zip(block, enum_dims) if enum_dims.count(d) > 1]

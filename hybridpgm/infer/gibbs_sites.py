@@ -36,8 +36,8 @@ from pyro.util import check_site_shape
 
 from hybridpgm.errors import ModelSpecError
 
-__all__ = ["check_batch_dims_in_plates", "check_block_plates", "check_full_plate", "check_site_shape_in_sweep",
-           "site_kind"]
+__all__ = ["check_batch_dims_in_plates", "check_block_plates", "check_full_plate", "check_same_rows",
+           "check_site_shape_in_sweep", "site_kind"]
 
 _ADVICE = ("sample the elements as separate sites (a sequential plate, `for i in pyro.plate(...)`), or move the "
            "site into the plate if it reads one element only")
@@ -126,6 +126,32 @@ def check_full_plate(name: str, site) -> None:
             f"{f', {outside} outside 0..{size - 1}' if outside else ''}; Pyro scores them at scale 1, so the chain "
             f"would target the posterior of the repeated rows counted twice and the missing ones left out: give "
             f"each row once (or drop subsample=)")
+
+
+def check_same_rows(name: str, site, rows: torch.Tensor, latent: list) -> None:
+    """The subsample indices of a plate holding latent sites are, in every run of the model, those the chain was set
+    up with (:func:`check_full_plate` checked them then).  The chain keeps a plated latent site's value by position:
+    element ``j`` is the state of the row the plate's ``j``-th index names, so indices drawn afresh by the model
+    (``pyro.plate("data", N, subsample=torch.randperm(N))`` inside it) would pair each kept state with another
+    row at every run, a chain over no posterior.  (A plate of observed sites only may reorder its rows at will:
+    their log-density is a sum over the rows.)
+
+    Called at every model run of a sweep (one comparison, a host read, per such plate).
+
+    :param site: the plate's subsample site in this run (``None`` where the run has no such plate).
+    :param rows: its indices at :meth:`~hybridpgm.infer.gibbs.Gibbs.setup`.
+    :param latent: the latent sites in the plate, for the message.
+    :raises ModelSpecError: naming the plate, its latent sites and the fix (draw the permutation once, outside)."""
+    value = None if site is None else site["value"]
+    if torch.is_tensor(value) and value.shape == rows.shape and value.device == rows.device \
+            and (value is rows or bool(torch.equal(value, rows))):
+        return
+    raise ModelSpecError(
+        f"Gibbs: plate '{name}' holds the latent site(s) {latent} and is given other subsample= indices in this "
+        f"run of the model than when the chain was set up (does the model draw them afresh, e.g. "
+        f"subsample=torch.randperm(N) inside it?): the chain keeps each element of a plated latent site by its "
+        f"position in the plate, so new indices would pair its state with another row at every run; draw the "
+        f"permutation once, outside the model, and pass it in (or drop subsample=: every row, in order)")
 
 
 def _plates_text(plates: dict) -> str:

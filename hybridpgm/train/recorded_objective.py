@@ -2,17 +2,18 @@
 
 A checkpoint records the class of the objective it trained (``config["objective"]``) by its qualified name without
 the module, ``"SVIObjective"`` (:func:`~hybridpgm.train.resume.run_config`), and a resume compares it with the
-request's (:func:`~hybridpgm.train.resume.check_resumable`).  The development versions between commits d83471e
-and c137faf recorded it *with* the module, ``"hybridpgm.infer.svi.SVIObjective"``, in checkpoints of format 1;
-every other checkpoint of format 1 records no objective, and a checkpoint of format 2 or later never records the
-module.  :func:`upgrade_objective_name` reads such a format-1 name ``"<module>.<requested>"`` as the requested
-qualified name when its ``<module>`` is a module: one name (``"__main__"``, ``"train"``: a module name has at least
-one, so a one-name prefix is the whole module), the module the requested class is defined in now, or a module this
-process has imported.  The module itself is not compared, as for a checkpoint written now (a class of a script run
-as ``__main__`` resumes where the script is imported), but the qualified name is, exactly, as format 2 compares it:
-``"mod.Other.SVIObjective"`` is the class ``Other.SVIObjective`` of a module ``mod`` unless ``mod.Other`` is a module,
-and is not read as ``SVIObjective``.  Such a file resumes with the call that wrote it instead of being refused as
-trained with another objective.
+request's (:func:`~hybridpgm.train.resume.check_resumable`). The development versions between commits d83471e and
+c137faf recorded it *with* the module, ``"hybridpgm.infer.svi.SVIObjective"``, in checkpoints of format 1; every
+other checkpoint of format 1 records no objective, and a checkpoint of format 2 or later never records the module.
+:func:`upgrade_objective_name` reads such a format-1 name ``"<module>.<requested>"`` as the requested qualified name
+when its ``<module>`` is a module: one name (``"__main__"``, ``"train"``: a module name has at least one, so a
+one-name prefix is the whole module), the module the requested class is defined in now, a module this process has
+imported, or a module the import system finds (:func:`is_module`: found, not imported, so the answer does not depend
+on what the process happened to import, and no module's code runs). The module itself is not compared, as for a
+checkpoint written now (a class of a script run as ``__main__`` resumes where the script is imported), but the
+qualified name is, exactly, as format 2 compares it: ``"mod.Other.SVIObjective"`` is the class
+``Other.SVIObjective`` of a module ``mod`` unless ``mod.Other`` is a module, and is not read as ``SVIObjective``.
+Such a file resumes with the call that wrote it instead of being refused as trained with another objective.
 
 A class of hybridpgm renamed since is read by its new name (:data:`RENAMED`): ``SVDeepKernelGP.objective()``'s
 ``_SVDKLObjective`` of ``hybridpgm.gp.sv_deep_kernel`` is ``SVDKLObjective`` of ``hybridpgm.gp.sv_objective``
@@ -22,10 +23,12 @@ since 82e8bc4, so that its checkpoints of any format (``"hybridpgm.gp.sv_deep_ke
 
 from __future__ import annotations
 
+import importlib.machinery
+import importlib.util
 import sys
 from typing import Any
 
-__all__ = ["MODULE_FORMAT", "RENAMED", "upgrade_objective_name"]
+__all__ = ["MODULE_FORMAT", "RENAMED", "is_module", "upgrade_objective_name"]
 
 #: the only checkpoint format (:data:`~hybridpgm.train.checkpoint.FORMAT_VERSION`) whose files may record the
 #: objective's class as ``module.QualifiedName``
@@ -48,7 +51,7 @@ def upgrade_objective_name(recorded: Any, requested: Any, format_version: Any, m
     :param format_version: the checkpoint's ``"format_version"``.
     :param module: the module the requested objective's class is defined in (its ``__module__``), if known.
     :returns: ``requested`` where ``recorded`` is ``"<module>.<requested>"`` in a checkpoint of format
-        :data:`MODULE_FORMAT` and ``<module>`` is a module (one name, ``module``, or an imported module), or
+        :data:`MODULE_FORMAT` and ``<module>`` is a module (one name, ``module``, or :func:`is_module`), or
         the old name of ``module``'s ``requested`` (:data:`RENAMED`); ``recorded`` unchanged otherwise (another
         class, another format, no record).
 
@@ -68,6 +71,33 @@ def upgrade_objective_name(recorded: Any, requested: Any, format_version: Any, m
     if format_version == MODULE_FORMAT and isinstance(recorded, str) and isinstance(requested, str) \
             and recorded.endswith("." + requested):
         prefix = recorded[:-len(requested) - 1]
-        if "." not in prefix or prefix == module or prefix in sys.modules:
+        if "." not in prefix or prefix == module or is_module(prefix):
             return requested
     return recorded
+
+
+def is_module(name: str) -> bool:
+    """Whether ``name`` names a module: one this process has imported (:data:`sys.modules`), or one the import
+    system finds without importing anything: its first name by :func:`importlib.util.find_spec` (the finders of
+    :data:`sys.meta_path`), each further name by :class:`importlib.machinery.PathFinder` in the folders of the
+    package before it.  No module's code runs, so the answer is the same before and after the module is imported.
+
+    >>> is_module("json.decoder"), is_module("json.decoder.JSONDecoder"), is_module("no_such_module.mod")
+    (True, False, False)
+    """
+    if name in sys.modules:
+        return True
+    parts = name.split(".")
+    if not all(part.isidentifier() for part in parts):
+        return False
+    try:
+        spec = importlib.util.find_spec(parts[0])  # a top-level name: no parent package to import
+    except (ImportError, ValueError):
+        return False
+    for part in parts[1:]:
+        if spec is None or spec.submodule_search_locations is None:  # not a package: no submodule
+            return False
+        parent = sys.modules.get(spec.name)
+        folders = list(getattr(parent, "__path__", None) or spec.submodule_search_locations)
+        spec = importlib.machinery.PathFinder.find_spec(f"{spec.name}.{part}", folders)
+    return spec is not None

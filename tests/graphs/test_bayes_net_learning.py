@@ -72,7 +72,7 @@ def test_neural_cpd_with_context_and_linear_gaussian_in_the_model():
     bn.add("z", cpd.Neural(torch.nn.Linear(1, 2), [], 2, context=["u"]))
     bn.add("y", cpd.LinearGaussian(torch.tensor([0.0, 3.0]), scale=1.0, parents=["z"]))
     u = torch.randn(6, 1)
-    s = bn.sample(6, inputs=u)
+    s = bn.sample(6, context=u)
     assert s["z"].shape == (6,) and s["y"].dtype == torch.get_default_dtype()
     # the posterior of z given y and the context u, by Bayes' rule
     prior = torch.nn.functional.log_softmax(bn.cpds["z"].net(u), -1)

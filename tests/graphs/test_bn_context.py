@@ -36,7 +36,7 @@ def _z_of(vae, x):
 
 def _programs(vae, net, bn):
     def bn_model(x, y):
-        bn.model({"y": y}, inputs={"z": _z_of(vae, x)}, prefix="bn/")
+        bn.model({"y": y}, context={"z": _z_of(vae, x)}, prefix="bn/")
 
     def hand_model(x, y):  # the same network written by hand
         z = _z_of(vae, x)
@@ -98,7 +98,7 @@ def _threshold_program():
     def model():
         with poutine.trace() as tr:
             vae.model(None, prefix="vae/")  # one row: z is [1, 1], [S, 1, 1] under a particle plate
-        bn.model(None, inputs={"z": tr.trace.nodes["vae/z"]["value"]}, prefix="bn/")
+        bn.model(None, context={"z": tr.trace.nodes["vae/z"]["value"]}, prefix="bn/")
 
     return model
 
@@ -120,7 +120,7 @@ def test_a_context_without_particle_dims_broadcasts_over_the_particles():
     u = torch.randn(N, Z)
     pyro.set_rng_seed(4)
     with pyro.plate("particles", 4, dim=-2):
-        tr = poutine.trace(bn.model).get_trace({"y": y}, inputs={"z": u})
+        tr = poutine.trace(bn.model).get_trace({"y": y}, context={"z": u})
     lp = tr.nodes["y"]["fn"].log_prob(y)
     assert lp.shape == (4, N)  # the plate expands the site; every particle scores with the one context
     torch.testing.assert_close(lp, dist.Categorical(logits=net(u)).log_prob(y).expand(4, N))
@@ -131,7 +131,7 @@ def test_context_features_of_several_dims_are_flattened_outside_any_plate():
     net = torch.nn.Linear(4, 2)
     bn = BayesNet().add("y", cpd.Neural(net, [], 2, context=["u"]))
     u, y = torch.randn(3, 2, 2), torch.tensor([0, 1, 1])
-    tr = poutine.trace(bn.model).get_trace({"y": y}, inputs={"u": u})
+    tr = poutine.trace(bn.model).get_trace({"y": y}, context={"u": u})
     torch.testing.assert_close(tr.nodes["y"]["fn"].logits, net(u.reshape(3, 4)).log_softmax(-1))
 
 
@@ -139,8 +139,8 @@ def test_context_rows_are_read_at_the_data_plate_dim_under_a_particle_plate():
     vae, net, bn, x, y = _vae_and_bn()
     with pyro.plate("particles", 4, dim=-2):
         with pytest.raises(DataError, match=r"different row counts \(data \(1 column\): 5, context input 'z': 3\)"):
-            bn.model({"y": y}, inputs={"z": torch.randn(4, 3, Z)})
-        bn.model({"y": y}, inputs={"z": torch.randn(4, N, Z)})  # 4 particles, 5 rows: accepted
+            bn.model({"y": y}, context={"z": torch.randn(4, 3, Z)})
+        bn.model({"y": y}, context={"z": torch.randn(4, N, Z)})  # 4 particles, 5 rows: accepted
 
 
 def test_a_context_that_depends_on_an_enumerated_site_gives_the_loss_of_the_hand_written_model():
@@ -155,7 +155,7 @@ def test_a_context_that_depends_on_an_enumerated_site_gives_the_loss_of_the_hand
         return base + shift[c]
 
     def bn_model():
-        bn.model({"y": y}, inputs={"u": context()}, prefix="bn/")
+        bn.model({"y": y}, context={"u": context()}, prefix="bn/")
 
     def hand_model():
         u = context()
@@ -193,15 +193,15 @@ def test_an_image_context_keeps_its_rows_first_under_enumeration_and_plates():
     torch.manual_seed(0)
     bn = BayesNet(name="img_bn").add("y", cpd.Neural(torch.nn.Linear(6, 3), [], 3, context=["img"]))
     img, y = torch.randn(4, 2, 3), torch.tensor([0, 1, 2, 1])
-    want = -float(pyro.poutine.trace(bn.model).get_trace({"y": y}, inputs={"img": img}).log_prob_sum())
+    want = -float(pyro.poutine.trace(bn.model).get_trace({"y": y}, context={"img": img}).log_prob_sum())
 
     def enumerated(y):
         pyro.sample("c", dist.Categorical(torch.tensor([0.5, 0.5])), infer={"enumerate": "parallel"})
-        bn.model({"y": y}, inputs={"img": img})
+        bn.model({"y": y}, context={"img": img})
 
     assert TraceEnum_ELBO(max_plate_nesting=1).loss(enumerated, lambda y: None, y) == pytest.approx(want, rel=1e-6)
     vectorized = Trace_ELBO(num_particles=2, vectorize_particles=True, max_plate_nesting=1)
-    assert vectorized.loss(lambda y: bn.model({"y": y}, inputs={"img": img}), lambda y: None, y) == \
+    assert vectorized.loss(lambda y: bn.model({"y": y}, context={"img": img}), lambda y: None, y) == \
         pytest.approx(want, rel=1e-6)
-    draws = Predictive(lambda: bn.model(None, inputs={"img": img}, num_samples=4), num_samples=3, parallel=True)()
+    draws = Predictive(lambda: bn.model(None, context={"img": img}, num_samples=4), num_samples=3, parallel=True)()
     assert draws["y"].shape == (3, 4)

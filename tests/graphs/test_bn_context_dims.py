@@ -36,7 +36,7 @@ def _program(net, expand):
             if expand:
                 ctx = ctx.expand(*ctx.shape[:-2], N, ctx.shape[-1])
             if isinstance(net, BayesNet):
-                net.model({"c": Y}, inputs={"k": ctx})
+                net.model({"c": Y}, context={"k": ctx})
             else:
                 net.model({"a": Y}, context=ctx)
     return model
@@ -52,7 +52,7 @@ def _nets():
 
 
 @pytest.mark.parametrize("which, error, call", [
-    (0, DataError, "bn.model(data, inputs={'k': k.expand(3, 5, 3)})"),
+    (0, DataError, "bn.model(data, context={'k': k.expand(3, 5, 3)})"),
     (1, EvidenceError, "mrf.model(values, context=context.expand(3, 5, 3))")])
 def test_a_one_row_enumerated_context_is_refused_naming_the_call_to_make(which, error, call):
     """The hint names the call and its argument with the expanded tensor, not a bare ``ctx.expand`` (session 38:

@@ -68,7 +68,7 @@ def _mixture(bn, k):
     def model():
         e = pyro.sample("e", dist.Categorical(logits=prior), infer={"enumerate": "parallel"})  # [k, 1]
         u = SHIFT[e][..., None].expand(k, N, 1)
-        bn.model({"c": C, "y": Y}, inputs={"img": IMG, "u": u})
+        bn.model({"c": C, "y": Y}, context={"img": IMG, "u": u})
 
     return model, prior
 
@@ -96,7 +96,7 @@ def _observed_model(bn):
     c = torch.tensor([1.0, 1.0, 0.0, 0.0])
 
     def model():
-        bn.model({"c": c, "y": Y}, inputs={"img": IMG, "u": torch.zeros(N, 1, dtype=F64)})
+        bn.model({"c": c, "y": Y}, context={"img": IMG, "u": torch.zeros(N, 1, dtype=F64)})
 
     return model, c
 
@@ -123,7 +123,7 @@ def test_an_image_context_beside_a_site_the_guide_enumerates_gives_the_exact_los
     probs = torch.tensor([0.2, 0.5, 0.3], dtype=F64)
 
     def model():
-        bn.model({"c": C, "y": Y}, inputs={"img": IMG, "u": torch.zeros(N, 1, dtype=F64)})
+        bn.model({"c": C, "y": Y}, context={"img": IMG, "u": torch.zeros(N, 1, dtype=F64)})
         pyro.sample("e", dist.Categorical(probs))
 
     def guide():
@@ -149,7 +149,7 @@ def test_an_image_context_in_a_markov_chain_of_local_enumeration_gives_the_forwa
             logits = init if z is None else trans[z]
             z = pyro.sample(f"z{t}", dist.Categorical(logits=logits), infer={"enumerate": "parallel"})
             u = SHIFT[z][..., None].expand(*z.shape[:-1], N, 1)
-            bn.model({"c": C, "y": Y}, inputs={"img": IMG, "u": u}, prefix=f"t{t}/")
+            bn.model({"c": C, "y": Y}, context={"img": IMG, "u": u}, prefix=f"t{t}/")
 
     loss = TraceEnum_ELBO(max_plate_nesting=1).differentiable_loss(model, lambda: None)
     lik = [_data_log_lik(bn, net, SHIFT[k]) for k in range(3)]
@@ -167,7 +167,7 @@ def test_an_image_context_is_refused_where_the_enumerated_sizes_cannot_be_told()
 
     def model():
         pyro.sample("e", dist.Categorical(torch.tensor([0.5, 0.5], dtype=F64)), infer={"enumerate": "parallel"})
-        bn.model({"c": C, "y": Y}, inputs={"img": IMG, "u": torch.zeros(N, 1, dtype=F64)})
+        bn.model({"c": C, "y": Y}, context={"img": IMG, "u": torch.zeros(N, 1, dtype=F64)})
 
     program = poutine.trace(poutine.block(poutine.enum(model, first_available_dim=-2)))
     with pytest.raises(DataError, match=r"'img' of shape \(4, 1, 2, 3\) is ambiguous"):

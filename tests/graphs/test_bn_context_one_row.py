@@ -32,7 +32,7 @@ def _model(bn, obs, expand: bool):
     def model():
         z = pyro.sample("z", dist.Categorical(logits=init), infer={"enumerate": "parallel"})  # [K, 1]
         u = z.double()[..., None]  # [K, 1, 1]: one row per value of z
-        bn.model({"o": obs}, inputs={"u": u.expand(K, len(obs), 1) if expand else u})
+        bn.model({"o": obs}, context={"u": u.expand(K, len(obs), 1) if expand else u})
 
     return model, init
 
@@ -71,10 +71,10 @@ def test_rows_of_several_feature_dims_stay_rows_first_under_an_enumeration():
     torch.manual_seed(0)
     bn = BayesNet(name="img").add("y", cpd.Neural(torch.nn.Linear(6, 2).double(), [], 2, context=["img"]))
     img, y = torch.randn(K, 2, 3, dtype=torch.float64), torch.tensor([0, 1, 1])
-    want = -pyro.poutine.trace(bn.model).get_trace({"y": y}, inputs={"img": img}).log_prob_sum().detach().item()
+    want = -pyro.poutine.trace(bn.model).get_trace({"y": y}, context={"img": img}).log_prob_sum().detach().item()
 
     def enumerated():
         pyro.sample("c", dist.Categorical(torch.tensor([0.5, 0.5])), infer={"enumerate": "parallel"})
-        bn.model({"y": y}, inputs={"img": img})
+        bn.model({"y": y}, context={"img": img})
 
     assert TraceEnum_ELBO(max_plate_nesting=1).loss(enumerated, lambda: None) == pytest.approx(want, rel=1e-12)

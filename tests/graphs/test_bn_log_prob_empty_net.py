@@ -52,4 +52,4 @@ def test_data_an_empty_network_cannot_hold_is_still_refused(values, match):
 
 def test_inputs_an_empty_network_has_none_of_are_refused():
     with pytest.raises(DataError, match=r"context inputs \[\]"):
-        BayesNet().log_prob(torch.zeros(3, 0), inputs=torch.zeros(3, 1))
+        BayesNet().log_prob(torch.zeros(3, 0), context=torch.zeros(3, 1))

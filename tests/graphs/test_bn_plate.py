@@ -80,7 +80,7 @@ def test_a_per_row_enumerated_site_feeding_a_neural_cpd_gives_the_exact_loss_and
     def model():
         with pyro.plate("rows", n, dim=-1):
             c = pyro.sample("c", dist.Bernoulli(pc), infer={"enumerate": "parallel"}).long()
-            bn.model({"y": y}, inputs={"u": base + shift[c]}, prefix="bn_")
+            bn.model({"y": y}, context={"u": base + shift[c]}, prefix="bn_")
 
     terms = [torch.log(torch.stack([1 - pc, pc]))[c] + torch.log_softmax(net(base + shift[c]), -1)[range(n), y]
              for c in (0, 1)]

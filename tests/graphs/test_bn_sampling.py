@@ -49,9 +49,9 @@ def test_sample_refuses_context_inputs_of_another_row_count():
     """Before, ``sample(1000, inputs)`` with one input row returned 1 draw (50 rows: 50 draws), silently."""
     bn = BayesNet()
     bn.add("z", cpd.Neural(torch.nn.Linear(1, 2), [], 2, context=["u"]))
-    assert bn.sample(5, inputs=torch.randn(5, 1))["z"].shape == (5,)
+    assert bn.sample(5, context=torch.randn(5, 1))["z"].shape == (5,)
     for rows in (1, 50):
         with pytest.raises(DataError, match=rf"1000 samples asked for, but the context inputs have 'u': {rows} "
                                             r"row\(s\)"):
-            bn.sample(1000, inputs=torch.randn(rows, 1))
-    assert bn.sample(0, inputs=torch.randn(5, 1))["z"].shape == (0,)  # zero samples: empty, whatever the inputs
+            bn.sample(1000, context=torch.randn(rows, 1))
+    assert bn.sample(0, context=torch.randn(5, 1))["z"].shape == (0,)  # zero samples: empty, whatever the inputs

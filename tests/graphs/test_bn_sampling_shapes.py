@@ -27,10 +27,10 @@ def _net():
 @pytest.mark.parametrize("generator", [None, torch.Generator().manual_seed(0)], ids=["global stream", "generator"])
 def test_sample_s_is_drawn_given_input_row_s_with_or_without_a_generator(generator):
     torch.manual_seed(0)
-    draws = _net().sample(6, inputs=U, generator=generator)
+    draws = _net().sample(6, context=U, generator=generator)
     assert {v: tuple(t.shape) for v, t in draws.items()} == {"a": (6,), "z": (6,)}
     assert torch.equal(draws["z"], (U[:, 0] > 0).long())
-    assert {v: tuple(t.shape) for v, t in _net().sample(0, inputs=U, generator=generator).items()} == \
+    assert {v: tuple(t.shape) for v, t in _net().sample(0, context=U, generator=generator).items()} == \
         {"a": (0,), "z": (0,)}
 
 
@@ -40,7 +40,7 @@ def test_inputs_of_another_row_count_are_refused_with_a_generator_too_naming_the
     net = _net()
     with pytest.raises(DataError, match=r"BayesNet.sample: 4 samples asked for, but the context inputs have 'u': 6 ") \
             as refused:
-        net.sample(4, inputs=U, generator=torch.Generator().manual_seed(0))
+        net.sample(4, context=U, generator=torch.Generator().manual_seed(0))
     assert str(refused.value).endswith("call hybridpgm.infer.exact.posterior_sample(bn, 4, {'u': <its rows>})")
     from hybridpgm.infer.exact import posterior_sample
 
@@ -50,7 +50,7 @@ def test_inputs_of_another_row_count_are_refused_with_a_generator_too_naming_the
 
 def test_the_generator_contract_holds_with_context_inputs():
     net = _net()
-    contract.assert_generator_contract(lambda **kw: list(net.sample(6, inputs=U, **kw).values()),
+    contract.assert_generator_contract(lambda **kw: list(net.sample(6, context=U, **kw).values()),
                                        "BayesNet.sample generator")
 
 
@@ -58,5 +58,5 @@ def test_evidence_rows_keep_their_shape():
     """With evidence the inputs join its rows: ``[num_samples, N]``, with or without a generator."""
     evidence = {"a": torch.tensor([0, 1, 1, 0, 0, 1])}
     for generator in (None, torch.Generator().manual_seed(0)):
-        draws = _net().sample(4, inputs=U, evidence=evidence, generator=generator)
+        draws = _net().sample(4, context=U, evidence=evidence, generator=generator)
         assert draws["z"].shape == (4, 6) and torch.equal(draws["z"], (U[:, 0] > 0).long().expand(4, 6))

@@ -60,7 +60,7 @@ def test_a_bayes_net_emission_under_pyro_markov_gives_the_forward_algorithm(n):
 
     def emit(t, z):
         u = z.double()[..., None].expand(*z.shape[:-1], n, 1)
-        bn.model({"o": obs[t]}, inputs={"u": u}, prefix=f"t{t}_")
+        bn.model({"o": obs[t]}, context={"u": u}, prefix=f"t{t}_")
 
     lp = torch.log_softmax(net(torch.arange(K, dtype=torch.float64)[:, None]), -1)  # log p(o | z) [K, 2]
     want = _forward(init, trans, lp[:, obs].sum(-1))
@@ -89,7 +89,7 @@ def test_a_one_hot_context_with_a_missing_entry_under_pyro_markov_gives_the_forw
     def emit(t, z):
         u = torch.nn.functional.one_hot(z, K).double()
         u = u if z.dim() else u[None]  # [..., 1 row, K]
-        bn.model({"o": obs_o[t:t + 1], "p": obs_p[t:t + 1]}, inputs={"u": u}, prefix=f"t{t}_")
+        bn.model({"o": obs_o[t:t + 1], "p": obs_p[t:t + 1]}, context={"u": u}, prefix=f"t{t}_")
 
     lp_o = torch.log_softmax(net(torch.eye(K, dtype=torch.float64)), -1)  # [K, 2]
     lp_p = table.log()
@@ -149,7 +149,7 @@ def test_a_second_order_chain_under_pyro_markov_history_2_gives_the_brute_force_
             logits = init if t < 2 else trans2[zs[-2], zs[-1]]
             zs.append(pyro.sample(f"z_{t}", dist.Categorical(logits=logits), infer={"enumerate": "parallel"}))
             z = zs[-1]
-            bn.model({"o": obs[t]}, inputs={"u": z.double()[..., None].expand(*z.shape[:-1], 2, 1)}, prefix=f"t{t}_")
+            bn.model({"o": obs[t]}, context={"u": z.double()[..., None].expand(*z.shape[:-1], 2, 1)}, prefix=f"t{t}_")
 
     lp = torch.log_softmax(net(torch.arange(K, dtype=torch.float64)[:, None]), -1)[:, obs].sum(-1)  # [K, T]
     paths = torch.cartesian_prod(*[torch.arange(K)] * T)  # [K^T, T]

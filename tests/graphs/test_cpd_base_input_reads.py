@@ -89,6 +89,6 @@ def test_a_nan_context_input_is_named_by_the_queries():
     for call in (lambda: bn.log_evidence({"w": torch.tensor([0, 1, 1, 0]), "u": u}),
                  lambda: bn.posterior(["c"], {"w": torch.tensor([0, 1, 1, 0]), "u": u}),
                  lambda: bn.log_prob({"c": torch.tensor([0, 1, 1, 0]), "w": torch.tensor([0, 1, 1, 0])},
-                                     inputs={"u": u})):
+                                     context={"u": u})):
         with pytest.raises(EvidenceError, match="continuous input 'u' of node 'w' has missing"):
             call()

@@ -130,7 +130,7 @@ def test_neural_output_with_extra_dims_is_refused_at_add():
 def test_neural_with_context_names_the_node_when_the_output_is_wrong():
     bn = BayesNet().add("a", cpd.Neural(nn.Linear(3, 3), [], 2, context=["u"]))
     with pytest.raises(ModelSpecError, match=r"node 'a': the network outputs 3 logits.*cardinality 2"):
-        bn.log_prob({"a": torch.tensor([0, 1])}, inputs={"u": torch.zeros(2, 3)})
+        bn.log_prob({"a": torch.tensor([0, 1])}, context={"u": torch.zeros(2, 3)})
 
 
 def test_a_context_input_of_the_wrong_width_names_the_node_and_the_features():

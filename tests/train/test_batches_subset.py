@@ -5,19 +5,8 @@ import torch
 from torch.utils.data import Subset, random_split
 
 import hybridpgm.train.batches as batches
-from hybridpgm.data.binarize import DrawnExamples
 from hybridpgm.train.batches import TensorData, fetch_batch
-
-
-class _CountedExamples(DrawnExamples):
-    """DrawnExamples that counts how many lists of examples were made."""
-
-    __slots__ = ()
-    made = 0
-
-    def __init__(self, batch):
-        type(self).made += 1
-        super().__init__(batch)
+from tests.train.counted_examples import counting_examples
 
 
 def _subsets():
@@ -35,10 +24,9 @@ def _subsets():
 @pytest.mark.parametrize("case", range(8))
 def test_subset_of_tensor_data_is_read_at_once(monkeypatch, case):
     data, subset, under = list(_subsets())[case]
-    monkeypatch.setattr(batches, "DrawnExamples", _CountedExamples)
-    _CountedExamples.made = 0
+    counted = counting_examples(monkeypatch, batches)
     got = fetch_batch(subset, torch.tensor([0, 1, 2, 3]))
-    assert _CountedExamples.made == 0  # was one list of 4 examples per batch, unbound and thrown away
+    assert counted.made == 0  # was one list of 4 examples per batch, unbound and thrown away
     expected = data.rows(under)
     if isinstance(expected, torch.Tensor):
         assert torch.equal(got, expected)

@@ -12,19 +12,9 @@ import torch
 from torch.utils.data import Subset, random_split
 
 import hybridpgm.data.binarize as binarize
-from hybridpgm.data.binarize import DrawnExamples, DynamicBinarized
+from hybridpgm.data.binarize import DynamicBinarized
 from hybridpgm.train.batches import fetch_batch
-
-
-class _CountedExamples(DrawnExamples):
-    """DrawnExamples that counts how many lists of examples were made."""
-
-    __slots__ = ()
-    made = 0
-
-    def __init__(self, batch):
-        type(self).made += 1
-        super().__init__(batch)
+from tests.train.counted_examples import counting_examples
 
 
 def _subsets():
@@ -53,10 +43,9 @@ def _same(a, b):
 def test_a_subset_of_dynamic_binarized_is_drawn_at_once(monkeypatch, case):
     """Fails before: one list of examples per batch (``made == 1``), unbound and thrown away."""
     subset = list(_subsets())[case]
-    monkeypatch.setattr(binarize, "DrawnExamples", _CountedExamples)
-    _CountedExamples.made = 0
+    counted = counting_examples(monkeypatch, binarize)
     fetch_batch(subset, torch.tensor([0, 1, 2, 3, 4]))
-    assert _CountedExamples.made == 0
+    assert counted.made == 0
 
 
 @pytest.mark.parametrize("case", range(10))
