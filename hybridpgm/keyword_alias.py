@@ -84,9 +84,11 @@ def renamed_keyword(**renames: str) -> Callable[[F], F]:
                 where = f"{type(args[0]).__name__}.{func.__name__}" if method and args else func.__qualname__
                 if new in kwargs or (position is not None and len(args) > position):
                     raise ConfigError(f"{where} got both {new}= and its old name {old}=; pass {new}= alone")
+                # past Pyro's and torch's frames too: Pyro runs a model (BayesNet.model, .guide) for the user's
+                # svi.step / MCMC.run line
                 warnings.warn(f"{where}: the keyword {old}= is renamed {new}=; pass {new}= "
                               f"({old}= will be removed in a future release)", FutureWarning,
-                              stacklevel=users_stacklevel())
+                              stacklevel=users_stacklevel(past_libraries=True))
                 kwargs[new] = kwargs.pop(old)
             return func(*args, **kwargs)
 

@@ -19,6 +19,7 @@ from pyro import poutine
 from pyro.distributions.util import scale_and_mask
 
 from hybridpgm.errors import DataError
+from hybridpgm.export_refusal import export_refused
 from hybridpgm.graphs.bn_examples import entries, one_row, rows_of_no_node, shared_values, single_example
 from hybridpgm.handler_scope import isolated_from_handlers
 from hybridpgm.keyword_alias import renamed_keyword
@@ -34,6 +35,7 @@ _OBSERVED_GIVEN: contextvars.ContextVar[tuple | None] = contextvars.ContextVar("
 class BayesNetLogProb:
     """Mixin of :class:`~hybridpgm.graphs.BayesNet`: :meth:`log_prob` (and the pattern it hands to the model)."""
 
+    @export_refused("BayesNet.log_prob")
     @renamed_keyword(inputs="context")
     @isolated_from_handlers
     @own_param_store

@@ -18,6 +18,7 @@ import contextlib
 
 import torch
 
+from hybridpgm.export_refusal import export_refused
 from hybridpgm.interrupt_scope import restored_on_error
 from hybridpgm.keyword_alias import renamed_keyword
 
@@ -27,6 +28,7 @@ __all__ = ["BayesNetQueries"]
 class BayesNetQueries:
     """Mixin of :class:`~hybridpgm.graphs.BayesNet`: its exact queries and their caches."""
 
+    @export_refused("BayesNet.posterior")
     @renamed_keyword(inputs="context")
     def posterior(self, query=None, evidence=None, *, joint: bool = False, context=None):
         """Posterior marginals; see :func:`hybridpgm.infer.exact.posterior`.
@@ -53,6 +55,7 @@ class BayesNetQueries:
         with self._query():
             return posterior(self.check(), query, evidence, joint=joint)
 
+    @export_refused("BayesNet.log_evidence")
     @renamed_keyword(inputs="context")
     def log_evidence(self, evidence=None, *, context=None) -> torch.Tensor:
         """:math:`\\log p(e)` per row; see :func:`hybridpgm.infer.exact.log_evidence` (the errors: as for
@@ -85,6 +88,7 @@ class BayesNetQueries:
             table._built_from = rebased(table._built_from, _snapshot(self))
         return table
 
+    @export_refused("BayesNet.map")
     @renamed_keyword(inputs="context")
     def map(self, evidence=None, *, return_log_prob: bool = False, context=None):
         """Most probable explanation; see :func:`hybridpgm.infer.exact.map_assignment` (the errors: as for

@@ -15,6 +15,8 @@ tensors cannot give: under ``vmap`` a validating CRF raises :class:`~hybridpgm.e
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from hybridpgm.checks import torch_readable
@@ -143,18 +145,34 @@ def _check_lengths_unvalidated(given, lengths: torch.Tensor, T: int) -> None:
 def _check_values(unary, transition, start, end, lengths) -> None:
     """Validation's reads: the lengths integers in ``0..T``, no NaN or :math:`+\\infty` in a potential (in
     ``unary`` within a sequence's length only).  One host read where all is well; the message's reads only
-    where a check fails."""
+    where a check fails.  Under :func:`torch.jit.trace` a host read would be frozen into the trace (a traced decode
+    would answer for a length past ``T`` or a NaN potential): there each check is compiled into the trace instead
+    (:func:`~hybridpgm.train.deferred_checks.check_or_defer`), and the traced function raises
+    :class:`torch.jit.Error` naming ``ModelSpecError`` and the check."""
     T = unary.shape[-2]
-    if bool(_outside(lengths, T).any()):  # the one host read; the message's reads only where it fails
+    tracing = torch.jit.is_tracing()
+    if tracing:
+        check_or_defer(~_outside(lengths, T).any(), lambda: _lengths_error(lengths, T),
+                       f"LinearChainCRF: lengths outside 0..{T}", ModelSpecError, about_data=False)
+    elif bool(_outside(lengths, T).any()):  # the one host read; the message's reads only where it fails
         raise _lengths_error(lengths, T)
     inside = (torch.arange(T, device=unary.device) < lengths[..., None])[..., None]  # padding is ignored
     for name, t in (("unary", unary), ("transition", transition), ("start", start), ("end", end)):
         bad = torch.isnan(t) | (t == float("inf"))  # -inf is a forbidden label / transition
         if name == "unary":
             bad = bad & inside
-        if bool(bad.any()):
-            pos = bad.nonzero()[0].tolist()
-            raise ModelSpecError(f"LinearChainCRF: {name} log-potentials contain NaN or inf: "
-                                 f"{float(t.expand(bad.shape)[tuple(pos)])} at index {pos}"
-                                 + (" (within the sequence's length)" if name == "unary" else "")
-                                 + "; -inf (a forbidden label or transition) is allowed")
+        if tracing:
+            check_or_defer(~bad.any(), functools.partial(_potential_error, name, t, bad),
+                           f"LinearChainCRF: {name} log-potentials contain NaN or inf", ModelSpecError,
+                           about_data=False)
+        elif bool(bad.any()):
+            raise _potential_error(name, t, bad)
+
+
+def _potential_error(name: str, t: torch.Tensor, bad: torch.Tensor) -> ModelSpecError:
+    """The error naming the first NaN or :math:`+\\infty` entry of potential ``name`` (reads ``t``)."""
+    pos = bad.nonzero()[0].tolist()
+    return ModelSpecError(f"LinearChainCRF: {name} log-potentials contain NaN or inf: "
+                          f"{float(t.expand(bad.shape)[tuple(pos)])} at index {pos}"
+                          + (" (within the sequence's length)" if name == "unary" else "")
+                          + "; -inf (a forbidden label or transition) is allowed")

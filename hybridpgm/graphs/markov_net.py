@@ -42,6 +42,7 @@ import torch
 from torch import nn
 
 from hybridpgm.errors import ModelSpecError
+from hybridpgm.export_refusal import export_refused
 from hybridpgm.graphs.factor_graph import FactorGraph, greedy_coloring
 from hybridpgm.graphs.mrf_compile import compile_factor_graph
 from hybridpgm.graphs.mrf_declare import _names, call_potential, check_factor, check_table_form, table_buffer
@@ -266,6 +267,7 @@ class MarkovNet(LegacyTableNames, ScopeIndices, MarkovNetInference, nn.Module):
 
         return score(self, values, context)
 
+    @export_refused("MarkovNet.log_prob")
     @vmap_refused
     def log_prob(self, values, context=None, method: str = "exact", **kwargs) -> torch.Tensor:
         """:math:`\\log p(x) = \\sum_f \\theta_f(x_f) - \\log Z` (``log Z`` by ``method``).

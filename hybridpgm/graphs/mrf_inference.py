@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from hybridpgm.errors import ModelSpecError
+from hybridpgm.export_refusal import export_refused
 from hybridpgm.graphs.factor_graph import FactorGraph
 from hybridpgm.graphs.mrf_convergence import warn_unconverged
 from hybridpgm.graphs.mrf_declare import _check_options, _no_options
@@ -88,6 +89,7 @@ class MarkovNetInference(nn.Module):
         warn_unconverged(method, algorithm, res)
         return res.log_z, res.marginals
 
+    @export_refused("MarkovNet.log_partition")
     @vmap_refused
     @keyword_only_soon("evidence", "context")
     def log_partition(self, method: str = "exact", *, evidence=None, context=None, **kwargs) -> torch.Tensor:
@@ -135,6 +137,7 @@ class MarkovNetInference(nn.Module):
             return fg.unflatten(no_rows(fg)[0] if not fg.batch_size else exact_log_partition(fg))
         return fg.unflatten(self._run(method, fg, **kwargs)[0])
 
+    @export_refused("MarkovNet.marginals")
     @vmap_refused
     @keyword_only_soon("evidence", "context")
     def marginals(self, method: str = "exact", *, evidence=None, context=None, **kwargs) -> dict[str, torch.Tensor]:
@@ -164,6 +167,7 @@ class MarkovNetInference(nn.Module):
             marg = fg.unflatten(marg)
         return {v: marg[..., i, : c] for i, (v, c) in enumerate(self.cards.items())}
 
+    @export_refused("MarkovNet.map_assignment")
     @vmap_refused
     @keyword_only_soon("context", "method")
     def map_assignment(self, evidence=None, *, context=None, method: str = "auto", **kwargs) -> dict[str, torch.Tensor]:

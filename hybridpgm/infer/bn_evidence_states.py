@@ -7,6 +7,14 @@ decide how :func:`~hybridpgm.infer.bn_evidence.parse_evidence` stores the node. 
 :func:`read_flags` reads the flags of all nodes (and of any other check, such as a continuous node's ``NaN``)
 in one ``tolist`` -- on CUDA one synchronisation per query, not one per node; :func:`judged_states` then
 raises for a bad node, with the message naming it, or returns its states and flags.
+
+Under :func:`torch.jit.trace` those host reads are frozen: a query traced on rows that all observe a node (or that
+none observes) would answer a later call with other rows by the frozen choice, reading ``-1`` as a state or
+dropping observed rows.  :func:`judged_states` therefore compiles the choice into the trace as a guard
+(:func:`~hybridpgm.train.traced_checks.assert_in_trace`), with the range checks: the traced query raises
+:class:`torch.jit.Error` (``hybridpgm.errors.ConfigError: ...``) on another evidence pattern, and
+(``hybridpgm.errors.EvidenceError: ...``) on a value that is no state.  Rows of a mixed pattern take the general
+path, which every pattern satisfies: a query traced on them serves every pattern.
 """
 
 from __future__ import annotations
@@ -15,7 +23,8 @@ from collections.abc import Sequence
 
 import torch
 
-from hybridpgm.errors import EvidenceError
+from hybridpgm.errors import ConfigError, EvidenceError
+from hybridpgm.train.traced_checks import DATA_NOTE, assert_in_trace
 from hybridpgm.transform_scope import under_vmap
 
 __all__ = ["judged_states", "read_flags", "state_checks"]
@@ -101,7 +110,10 @@ def judged_states(name: str, card: int, checks: tuple, values: Sequence) -> tupl
         if values[1]:
             raise EvidenceError(f"value {t[bad][0].item()} out of range for {name!r} (cardinality {card}) in "
                                 f"{_row_of(bad)}; only -1 or NaN means not observed")
-        return torch.where(missing, -1.0, t).long(), not values[2], bool(values[3])
+        everywhere, nowhere = not values[2], bool(values[3])
+        if torch.jit.is_tracing():
+            _traced_guards(name, card, ~(fraction | bad), missing, everywhere, nowhere)
+        return torch.where(missing, -1.0, t).long(), everywhere, nowhere
     t, dtype = checks
     lo, hi = values
     if lo < -1 or hi >= card:
@@ -110,4 +122,33 @@ def judged_states(name: str, card: int, checks: tuple, values: Sequence) -> tupl
         bad = (t < -1) | (t >= card)
         raise EvidenceError(f"value {t[bad][0].item()} out of range for {name!r} (cardinality {card}) in "
                             f"{_row_of(bad)}; {marker}")
+    if torch.jit.is_tracing():
+        _traced_guards(name, card, (t >= -1) & (t < card), t < 0, lo >= 0, hi < 0)
     return t, lo >= 0, hi < 0
+
+
+def _pattern_note(name: str, traced: str) -> str:
+    """The bracketed note of a compiled pattern guard: the rows are valid, the trace is out of date."""
+    return (f"not a data error: this query was traced on rows where {traced}, and its trace answers only such rows; "
+            f"trace it again on the rows to serve (rows where some but not all observe {name!r} trace a function "
+            f"that answers every pattern) or call it eagerly; see docs/compile.md")
+
+
+def _traced_guards(name: str, card: int, valid: torch.Tensor, missing: torch.Tensor, everywhere: bool,
+                   nowhere: bool) -> None:
+    """Under :func:`torch.jit.trace`, compile into the trace the checks :func:`judged_states` read on the host:
+    every value of node ``name`` a state or a marker (``valid``), and the evidence pattern the trace was built for
+    -- every row observes the node (``everywhere``: no entry of ``missing``), or none does (``nowhere``: every
+    entry).  A mixed pattern is stored by the general path, which answers every pattern: no guard.
+
+    :param valid: ``[N]`` or 0-d bool, the entries that are states ``0..card-1`` or the marker of a missing one.
+    :param missing: same shape, the entries that mark "not observed".
+    """
+    assert_in_trace(valid.all(), f"evidence for {name!r} holds a value that is neither a state 0..{card - 1} nor "
+                    "-1/NaN (not observed)", EvidenceError, DATA_NOTE)
+    if everywhere:
+        assert_in_trace(~missing.any(), f"evidence for {name!r} leaves some row unobserved", ConfigError,
+                        _pattern_note(name, f"every row observes {name!r}"))
+    elif nowhere:
+        assert_in_trace(missing.all(), f"evidence for {name!r} observes some row", ConfigError,
+                        _pattern_note(name, f"no row observes {name!r}"))

@@ -22,10 +22,12 @@ from typing import TYPE_CHECKING
 import torch
 
 from hybridpgm.autograd_scope import with_autograd
+from hybridpgm.errors import ConfigError
 from hybridpgm.infer.bn_contract import check_possible, contract
 from hybridpgm.infer.bn_evidence import BATCH, Evidence
 from hybridpgm.infer.bn_factors import ScaledFactors, factors
 from hybridpgm.tensor_tracking import carries_tangent
+from hybridpgm.train.traced_checks import assert_in_trace
 
 if TYPE_CHECKING:  # pragma: no cover
     from hybridpgm.graphs.bayes_net import BayesNet
@@ -54,6 +56,8 @@ def _backtracked(bn: "BayesNet", facts, ev: Evidence, names: list, row_ids, log_
     # either grad mode); the max-sum pass and its back-tracking run on detached copies: their tangent would be
     # thrown away with the maximum's (the value's derivatives are log_joint_at's), and jacfwd batches it over
     # every tangent direction (a 14-node chain's jacfwd, 64 rows: 88 -> 27 ms and 202 -> 50 ms in two runs)
+    if torch.jit.is_tracing():
+        _guard_rows(ev)
     with torch.set_grad_enabled(graph):
         tensors, dims = factors(facts, ev, set(facts.nodes), "log")
     tangent = log_prob and any(carries_tangent(t) for t in tensors)
@@ -70,6 +74,20 @@ def _backtracked(bn: "BayesNet", facts, ev: Evidence, names: list, row_ids, log_
         if score.requires_grad or carries_tangent(score):
             best = best + (score - score.detach())
     return states + [best]
+
+
+def _guard_rows(ev: Evidence) -> None:
+    """Under :func:`torch.jit.trace`: the back-tracking's gradient is traced with the batch size as a constant (a
+    map traced on 4 rows answered 4 states for 3 rows), so compile into the trace a check that every evidence
+    tensor still has ``ev.n`` rows: another batch size raises :class:`torch.jit.Error`, never answers."""
+    held = [*ev.observed.values(), *ev.partial.values(), *ev.values.values()]
+    if not ev.batched or not held:
+        return
+    n = int(ev.n)  # a constant: the tracer records ``ev.n``, read off the evidence's shape, as the rows' count
+    ok = torch.stack([torch.ones_like(x, dtype=torch.long).sum() == n * x[0].numel() for x in held]).all()
+    assert_in_trace(ok, f"the MAP assignment was traced on {n} evidence rows", ConfigError,
+                    "not a data error: a traced map answers only the batch size it was traced on; trace it again "
+                    "for this batch size or call it eagerly; see docs/compile.md")
 
 
 def log_joint_at(facts, ev: Evidence, assignment: dict) -> torch.Tensor:

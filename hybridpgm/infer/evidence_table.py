@@ -67,6 +67,7 @@ import torch
 
 from hybridpgm.checks import close_match, shown_items
 from hybridpgm.errors import ConfigError, EvidenceError
+from hybridpgm.export_refusal import export_refused
 from hybridpgm.infer.bn_contract import check_possible
 from hybridpgm.infer.bn_evidence import network_facts, parse_evidence
 from hybridpgm.infer.evidence_snapshot import _same, _snapshot, kept, mode_changed, module_changes
@@ -342,6 +343,7 @@ class EvidenceTable:
         (:func:`~hybridpgm.infer.evidence_table_rows.exact_rows`)."""
         return exact_rows(self, values, columns, asked)
 
+    @export_refused("EvidenceTable.log_evidence")
     def log_evidence(self, evidence: Mapping | None = None) -> torch.Tensor:
         """:math:`\\log p(e_S)` per row, as :meth:`hybridpgm.graphs.BayesNet.log_evidence` (``[N]``, or a scalar).
 
@@ -352,6 +354,7 @@ class EvidenceTable:
         out = out.to(self._dtype)
         return out if ev.batched else out[0]
 
+    @export_refused("EvidenceTable.posterior")
     def posterior(self, query: str | Sequence[str] | None = None, evidence: Mapping | None = None):
         """Posterior marginals, as :meth:`hybridpgm.graphs.BayesNet.posterior` returns them (not differentiable).
 

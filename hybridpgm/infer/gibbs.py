@@ -249,10 +249,11 @@ class Gibbs(MCMCKernel):
         self._plates = {tuple(b): plates[b[0]] for b in self.blocks}
         self._frames = {tuple(b): frames[b[0]] for b in self.blocks}  # {dim: (name, size)}, for the sweep's checks
         self._shapes = {s: tr.nodes[s]["value"].shape for s in latent}
-        # the indices of each plate holding latent sites, which every run must give again (check_same_rows)
+        # the indices of each plate holding latent sites, which every run must give again (check_same_rows); a
+        # copy: a model may reshuffle one index tensor in place at every run
         held = {f.name: [s for s in latent if f in tr.nodes[s]["cond_indep_stack"]]
                 for s in latent for f in tr.nodes[s]["cond_indep_stack"] if f.vectorized and f.size > 1}
-        self._rows = {name: (tr.nodes[name]["value"], sites) for name, sites in held.items()
+        self._rows = {name: (tr.nodes[name]["value"].clone(), sites) for name, sites in held.items()
                       if name in tr.nodes and site_is_subsample(tr.nodes[name])}
         self._dtypes = {s: tr.nodes[s]["value"].dtype for s in latent}
         self._out_dtype = next((t.dtype for t in args if torch.is_tensor(t) and t.is_floating_point()),

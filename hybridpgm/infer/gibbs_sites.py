@@ -139,12 +139,13 @@ def check_same_rows(name: str, site, rows: torch.Tensor, latent: list) -> None:
     Called at every model run of a sweep (one comparison, a host read, per such plate).
 
     :param site: the plate's subsample site in this run (``None`` where the run has no such plate).
-    :param rows: its indices at :meth:`~hybridpgm.infer.gibbs.Gibbs.setup`.
+    :param rows: a copy of its indices at :meth:`~hybridpgm.infer.gibbs.Gibbs.setup` (a copy: indices reshuffled in
+        place, ``perm.copy_(torch.randperm(N))``, are new indices too).
     :param latent: the latent sites in the plate, for the message.
     :raises ModelSpecError: naming the plate, its latent sites and the fix (draw the permutation once, outside)."""
     value = None if site is None else site["value"]
     if torch.is_tensor(value) and value.shape == rows.shape and value.device == rows.device \
-            and (value is rows or bool(torch.equal(value, rows))):
+            and bool(torch.equal(value, rows)):
         return
     raise ModelSpecError(
         f"Gibbs: plate '{name}' holds the latent site(s) {latent} and is given other subsample= indices in this "

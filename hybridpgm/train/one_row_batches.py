@@ -17,11 +17,11 @@ their first call on the first step's first micro-batch (of a full batch, :math:`
 of the last batch, :math:`\\lceil r / M \\rceil`, where a resumed run starts at it): an input of shape ``[m, C]``
 (or ``[m, C, 1, ...]``) follows the rows one for one and will hold one value per channel at the one-row
 micro-batch, and the call raises :class:`~hybridpgm.errors.ConfigError` before any parameter moves, naming the
-layer, the data set's size, the batch size and the remedy (``drop_last=True``).  A tensor of a fixed size with
-:math:`m` rows (a learned constant, a prior draw) has that shape too: a probe of the objective on one row
-(:mod:`hybridpgm.train.one_row_probe`) tells it apart, and a layer it saw take one row is not refused.  An input
-of ``m`` rows with spatial dims removes the hook; one of other rows (a probe on doubled rows, particles) leaves it
-for the next call.  Runs with no such batch, and models without batch norm, get no hook and no probe.
+layer, the data set's size, the batch size and the remedy (``drop_last=True``).  An input of ``m`` rows with
+spatial dims removes the hook; one of other rows (a probe on doubled rows, particles) leaves it for the next call.
+Runs with no such batch, and models without batch norm, get no hook.  (A tensor of a fixed size that happens to
+have :math:`m` rows, a learned constant ``[B, C]``, has that shape too and is refused, although the last batch
+does not reach it: ``drop_last=True`` or another ``batch_size`` trains it.)
 
 [1] S. Ioffe, C. Szegedy, *Batch Normalization: Accelerating Deep Network Training by Reducing Internal Covariate
 Shift*, 2015.
@@ -31,13 +31,12 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Any, Iterable, Iterator
+from typing import Iterator
 
 import torch
 
 from hybridpgm.errors import ConfigError
 from hybridpgm.train.batches import BatchStream
-from hybridpgm.train.one_row_probe import batch_norms_on_one_row
 
 __all__ = ["one_row_last_batch", "refusing_one_row_last_batch"]
 
@@ -101,23 +100,17 @@ class _OneRowWatch:
 
 @contextlib.contextmanager
 def refusing_one_row_last_batch(module: torch.nn.Module, stream: BatchStream, *, num_examples: int,
-                                accumulate: int, drop_last: bool, start: int, stop: int, objective: Any = None,
-                                players: Iterable[str] = (), device: torch.device | str | None = None
-                                ) -> Iterator[None]:
+                                accumulate: int, drop_last: bool, start: int, stop: int) -> Iterator[None]:
     """Within the context, where steps ``start`` to ``stop - 1`` reach an epoch's last batch with a micro-batch of
     one row (:func:`one_row_last_batch`), a call of a batch norm of ``module`` in training mode on an input of
     ``[m, C]`` (or ``[m, C, 1, ...]``), ``m`` the rows of step ``start``'s first micro-batch (of a full batch, or
-    of the last batch where a resumed run starts there), raises :class:`~hybridpgm.errors.ConfigError`, unless
-    the probe of ``objective`` on one row (:func:`~hybridpgm.train.one_row_probe.batch_norms_on_one_row`, run on
-    entry) saw the layer take every input (its rows do not follow the batch's: a tensor of a fixed size); the
-    layer's first call on ``m`` rows with spatial dims, or one the probe cleared, unhooks it.  Nothing is hooked
+    of the last batch where a resumed run starts there), raises :class:`~hybridpgm.errors.ConfigError`; the
+    layer's first call on ``m`` rows with spatial dims unhooks it.  Nothing is hooked
     otherwise (nor is a ``SyncBatchNorm`` over several ranks: torch normalises it over the ranks' rows together);
     every hook is gone when the context ends, and a copy of the module made meanwhile holds an inert one
     (:class:`_OneRowWatch`).
 
-    :param stream: the run's batches (batch size per rank, ranks, epochs' layout, data set).
-    :param objective: ``fit``'s objective, probed with each of ``players`` on one example moved to ``device``
-        (``None``, or a ``SyncBatchNorm`` in training mode over several ranks: no probe, the shape rule alone).
+    :param stream: the run's batches (batch size per rank, ranks, epochs' layout).
     :raises ConfigError: from the layer's call, naming the layer, its input's shape, the data set's size, the
         batch size (and ``accumulate``'s micro-batches) and the remedy."""
     rows = one_row_last_batch(num_examples, stream.batch_size, stream.world_size, drop_last, accumulate)
@@ -130,11 +123,6 @@ def refusing_one_row_last_batch(module: torch.nn.Module, stream: BatchStream, *,
     resumed_there = stream.epoch_and_position(start)[1] == stream.batches_per_epoch - 1
     # the first micro-batch's rows (torch.tensor_split's longer part) of step start's batch
     first = -(-(rows if resumed_there else stream.batch_size) // accumulate)
-    # no probe where a SyncBatchNorm would synchronise the ranks inside it (a probe one rank ends early would hang)
-    synced = stream.world_size > 1 and any(isinstance(m, torch.nn.SyncBatchNorm) and m.training
-                                           for m in module.modules())
-    took = {} if objective is None or synced else batch_norms_on_one_row(objective, dict.fromkeys(players), layers,
-                                                                         stream.dataset, device)
     handles = {}
 
     def check_for(name: str, layer: torch.nn.Module):
@@ -143,11 +131,10 @@ def refusing_one_row_last_batch(module: torch.nn.Module, stream: BatchStream, *,
             if len(shape) < 2 or shape[0] != first:
                 return  # not the rows one for one (a probe on doubled rows, particles): the next call tells
             # kept: a probe that swallows the error leaves it for the step to raise
-            if math.prod(shape[2:]) == 1 and (first == 1 or not took.get(name, False)):
+            if math.prod(shape[2:]) == 1:
                 raise ConfigError(_message(name, layer, shape, first=first, num_examples=num_examples, rows=rows,
                                            stream=stream, accumulate=accumulate, resumed_there=resumed_there))
-            # spatial dims (one row holds several values per channel), or rows of a fixed size (the probe)
-            handles.pop(name).remove()
+            handles.pop(name).remove()  # spatial dims: one row holds several values per channel
         return check
 
     for name, layer in layers:

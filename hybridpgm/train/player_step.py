@@ -62,8 +62,10 @@ def clear_optimizer_gradients(optimizer: torch.optim.Optimizer) -> None:
     Where the optimizer's class keeps torch's ``zero_grad`` and no profiler is recording, the loop is run here:
     torch's opens a profiler range and leaves TorchDynamo, about 15 us a call on a CPU, a tenth of the fixed
     cost of a step of a tiny model.  An optimizer whose class defines its own ``zero_grad``, or a run under a
-    profiler (which shows the ``Optimizer.zero_grad`` range), gets torch's."""
-    if type(optimizer).zero_grad is not _ZERO_GRAD or torch.autograd._profiler_enabled():
+    profiler (which shows the ``Optimizer.zero_grad`` range), gets ``optimizer.zero_grad`` itself, as does one
+    given a ``zero_grad`` of its own as an instance attribute (a wrapper patched onto it)."""
+    if type(optimizer).zero_grad is not _ZERO_GRAD or "zero_grad" in optimizer.__dict__ \
+            or torch.autograd._profiler_enabled():
         optimizer.zero_grad(set_to_none=True)
         return
     for group in optimizer.param_groups:

@@ -23,8 +23,8 @@ since 82e8bc4, so that its checkpoints of any format (``"hybridpgm.gp.sv_deep_ke
 
 from __future__ import annotations
 
-import importlib.machinery
 import importlib.util
+import pkgutil
 import sys
 from typing import Any
 
@@ -79,8 +79,10 @@ def upgrade_objective_name(recorded: Any, requested: Any, format_version: Any, m
 def is_module(name: str) -> bool:
     """Whether ``name`` names a module: one this process has imported (:data:`sys.modules`), or one the import
     system finds without importing anything: its first name by :func:`importlib.util.find_spec` (the finders of
-    :data:`sys.meta_path`), each further name by :class:`importlib.machinery.PathFinder` in the folders of the
-    package before it.  No module's code runs, so the answer is the same before and after the module is imported.
+    :data:`sys.meta_path`), each further name by the path entry finders (:func:`pkgutil.get_importer`: folders,
+    zip files) of the folders of the package before it, as :class:`importlib.machinery.PathFinder` searches them
+    (a folder without ``__init__.py`` is a portion of a namespace package, PEP 420).  No module's code runs, so the
+    answer is the same before and after the module is imported.
 
     >>> is_module("json.decoder"), is_module("json.decoder.JSONDecoder"), is_module("no_such_module.mod")
     (True, False, False)
@@ -94,10 +96,26 @@ def is_module(name: str) -> bool:
         spec = importlib.util.find_spec(parts[0])  # a top-level name: no parent package to import
     except (ImportError, ValueError):
         return False
-    for part in parts[1:]:
-        if spec is None or spec.submodule_search_locations is None:  # not a package: no submodule
+    found, folders = spec is not None, None if spec is None else spec.submodule_search_locations
+    for i in range(1, len(parts)):
+        if folders is None:  # not found, or not a package: no submodule
             return False
-        parent = sys.modules.get(spec.name)
-        folders = list(getattr(parent, "__path__", None) or spec.submodule_search_locations)
-        spec = importlib.machinery.PathFinder.find_spec(f"{spec.name}.{part}", folders)
-    return spec is not None
+        parent = sys.modules.get(".".join(parts[:i]))
+        found, folders = _submodule(".".join(parts[:i + 1]), list(getattr(parent, "__path__", None) or folders))
+    return found
+
+
+def _submodule(name: str, folders: list) -> tuple[bool, list | None]:
+    """Whether the submodule ``name`` of a package whose folders are ``folders`` is found, and its own folders
+    (``None``: not a package).  :class:`~importlib.machinery.PathFinder`'s search, without the ``_NamespacePath`` it
+    builds for a namespace package, which reads the parent package from :data:`sys.modules` (a ``KeyError`` where it
+    is not imported)."""
+    portions = []
+    for folder in folders:
+        finder = pkgutil.get_importer(folder)
+        spec = finder.find_spec(name) if hasattr(finder, "find_spec") else None
+        if spec is not None and spec.loader is not None:
+            return True, None if spec.submodule_search_locations is None else list(spec.submodule_search_locations)
+        if spec is not None:  # a portion of a namespace package: the search goes on
+            portions += list(spec.submodule_search_locations or ())
+    return bool(portions), portions or None

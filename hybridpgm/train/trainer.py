@@ -310,8 +310,7 @@ def fit(
 
         on_exit.enter_context(refusing_one_row_last_batch(  # a batch norm meeting a one-row last batch: at step 0
             module, stream, num_examples=len(dataset), accumulate=accumulate, drop_last=drop_last,
-            start=origin.start_step, stop=origin.start_step if origin.finished else total_steps,
-            objective=objective, players=schedule, device=device))  # probed on one row: a fixed-size input passes
+            start=origin.start_step, stop=origin.start_step if origin.finished else total_steps))
         write_checkpoint = RunCheckpoint(checkpoint, module=module, objective=objective, players=players,
                                          callbacks=callbacks, history=origin.history, seed=seed, config=config,
                                          context=context, layout=layout, dataset=origin.carried).write

@@ -116,3 +116,17 @@ def test_bayes_net_and_markov_net_take_context_alike():
     assert bn.sample(4, context=U)["z"].shape == (4,)
     mrf = MarkovNet({"x": 2}).add_factor("f", ["x"], torch.nn.Linear(1, 2))
     assert mrf.sample(3, context=U)["x"].shape == (3, 4)
+
+
+def test_the_warning_points_at_the_users_line_when_pyro_runs_the_model():
+    """``bn.model`` / ``bn.guide`` are called by Pyro (``svi.step(data, None, inputs=U)``): the warning points at the
+    user's ``svi.step`` line, not at a line of ``pyro/poutine`` (REVIEWB, session 42)."""
+    from pyro.infer import SVI, TraceEnum_ELBO
+
+    bn = _net()
+    pyro.clear_param_store()
+    svi = SVI(bn.model, bn.guide, pyro.optim.Adam({"lr": 0.01}), TraceEnum_ELBO(max_plate_nesting=1))
+    with pytest.warns(FutureWarning, match="the keyword inputs= is renamed context=") as record:
+        svi.step({"a": A, "z": Z}, None, inputs=U)
+    assert sorted(str(w.message).split(":")[0] for w in record) == ["BayesNet.guide", "BayesNet.model"]
+    assert [w.filename for w in record] == [__file__] * 2

@@ -77,6 +77,16 @@ def neural_cpd(rng: random.Random, g: torch.Generator, parents: list, cards: dic
     return cpd.Neural(net, parents, card), table
 
 
+def assembled(rng: random.Random, names: list, cpds: dict) -> BayesNet:
+    """A BayesNet of the CPDs ``cpds``, its nodes added in an order drawn from ``rng`` (not the topological one)."""
+    bn = BayesNet()
+    order = names[:]
+    rng.shuffle(order)
+    for v in order:
+        bn.add(v, cpds[v])
+    return bn
+
+
 def make_bn(rng: random.Random, g: torch.Generator, neural: bool = False):
     """A random net: ``(bn, names in topological order, cards, parents, float64 tables)``."""
     used: set = set()
@@ -92,12 +102,7 @@ def make_bn(rng: random.Random, g: torch.Generator, neural: bool = False):
             continue
         tables[v] = rand_table(rng, g, shape, rng.choice(["plain", "plain", "zeros", "det", "near", "tie"]))
         cpds[v] = cpd.Table(tables[v], parents[v], learnable=learnable)
-    bn = BayesNet()
-    order = names[:]
-    rng.shuffle(order)
-    for v in order:
-        bn.add(v, cpds[v])
-    return bn, names, cards, parents, tables
+    return assembled(rng, names, cpds), names, cards, parents, tables
 
 
 def joint(names: list, cards: dict, parents: dict, tables: dict) -> torch.Tensor:
@@ -175,6 +180,42 @@ def _marginal(W: torch.Tensor, idx: list) -> torch.Tensor:
     return m / m.sum()
 
 
+def expect_refused(answerer, ev: dict, fails: list, tag: str) -> None:
+    """Checks that ``answerer.posterior(None, ev)`` (a net or an evidence table) raises ``EvidenceError`` on
+    evidence of probability zero in some row."""
+    try:
+        answerer.posterior(None, ev)
+    except EvidenceError:
+        return
+    fails.append(f"{tag}: posterior on impossible evidence did not raise EvidenceError")
+
+
+def check_posteriors(bn, names: list, ev: dict, fully: set, marginal_of, rng: random.Random, fails: list, tag: str,
+                     tol: float = TOL) -> None:
+    """Checks ``bn.posterior`` of every node and a joint posterior of up to three nodes drawn from ``rng`` against
+    ``marginal_of(idx)`` (``[N, c_i, ...]``: each row's reference posterior over the nodes at ``idx``); observed
+    nodes (``fully``) must be left out of the answer."""
+    post = bn.posterior(None, ev)
+    n_rows = marginal_of([0]).shape[0]
+    for i, v in enumerate(names):
+        if v in fully:
+            if v in post:
+                fails.append(f"{tag}: observed node {v!r} in the posterior")
+            continue
+        want = marginal_of([i])
+        if v not in post or not close(_rows(post[v], n_rows), want, tol):
+            fails.append(f"{tag}: posterior of {v!r} {post.get(v)} != {want}")
+    cand = [v for v in names if v not in fully]
+    if cand:
+        qs = rng.sample(cand, rng.randint(1, min(3, len(cand))))
+        jp = bn.posterior(qs, ev, joint=True)
+        want = marginal_of([names.index(v) for v in qs])
+        if jp.dim() == len(qs):
+            jp = jp.expand(n_rows, *jp.shape)
+        if not close(jp, want, tol):
+            fails.append(f"{tag}: joint posterior of {qs} off by {(jp.double() - want).abs().max().item()}")
+
+
 def _check_query(bn, names: list, ev: dict, Ws: list, rng: random.Random, fails: list, tag: str) -> None:
     """Checks one query (evidence ``ev``; ``Ws``: each row's weighted joint) against enumeration."""
     n_rows = len(Ws)
@@ -184,31 +225,10 @@ def _check_query(bn, names: list, ev: dict, Ws: list, rng: random.Random, fails:
     if not close(le, Z.log()):
         fails.append(f"{tag}: log_evidence {le.tolist()} != {Z.log().tolist()}")
     if not bool((Z > 0).all()):
-        try:
-            bn.posterior(None, ev)
-            fails.append(f"{tag}: posterior on impossible evidence did not raise EvidenceError")
-        except EvidenceError:
-            pass
+        expect_refused(bn, ev, fails, tag)
         return
     fully = {v for v, t in ev.items() if not isinstance(t, Likelihood) and bool((t >= 0).all())}
-    post = bn.posterior(None, ev)
-    for i, v in enumerate(names):
-        if v in fully:
-            if v in post:
-                fails.append(f"{tag}: observed node {v!r} in the posterior")
-            continue
-        want = torch.stack([_marginal(W, [i]) for W in Ws])
-        if v not in post or not close(_rows(post[v], n_rows), want):
-            fails.append(f"{tag}: posterior of {v!r} {post.get(v)} != {want}")
-    cand = [v for v in names if v not in fully]
-    if cand:
-        qs = rng.sample(cand, rng.randint(1, min(3, len(cand))))
-        jp = bn.posterior(qs, ev, joint=True)
-        want = torch.stack([_marginal(W, [names.index(v) for v in qs]) for W in Ws])
-        if jp.dim() == len(qs):
-            jp = jp.expand(n_rows, *jp.shape)
-        if not close(jp, want):
-            fails.append(f"{tag}: joint posterior of {qs} off by {(jp - want).abs().max().item()}")
+    check_posteriors(bn, names, ev, fully, lambda idx: torch.stack([_marginal(W, idx) for W in Ws]), rng, fails, tag)
     assignment, best = bn.map(ev, return_log_prob=True)
     best = best.reshape(-1) if best.dim() else best.reshape(1).expand(n_rows)
     for r, W in enumerate(Ws):

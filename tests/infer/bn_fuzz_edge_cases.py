@@ -23,8 +23,8 @@ import random
 
 import torch
 
-from hybridpgm.graphs import BayesNet, cpd
-from tests.infer.bn_fuzz_cases import close, rand_name, rand_table
+from hybridpgm.graphs import cpd
+from tests.infer.bn_fuzz_cases import assembled, close, rand_name, rand_table
 
 DT = torch.float64
 TOL = 1e-9
@@ -66,12 +66,7 @@ def make_edge_bn(rng: random.Random, g: torch.Generator, dtype=DT, max_nodes: in
         shape = [cards[p] for p in parents[v]] + [cards[v]]
         tables[v] = edge_table(rng, g, shape, rng.choice(KINDS), dtype)
         cpds[v] = cpd.Table(tables[v].to(dtype), parents[v], learnable=learnable)
-    bn = BayesNet()
-    order = names[:]
-    rng.shuffle(order)
-    for v in order:
-        bn.add(v, cpds[v])
-    return bn, names, cards, parents, tables
+    return assembled(rng, names, cpds), names, cards, parents, tables
 
 
 def log_joint(names: list, cards: dict, parents: dict, tables: dict) -> torch.Tensor:

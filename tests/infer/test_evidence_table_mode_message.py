@@ -8,20 +8,11 @@ import pytest
 import torch
 
 from hybridpgm.errors import ConfigError
-from hybridpgm.graphs import BayesNet, cpd
-
-EVIDENCE = {"wet": torch.tensor([0, 1])}
-
+from hybridpgm.graphs import BayesNet
+from tests.infer.sprinkler_neural import EVIDENCE, sprinkler_net
 
 def _net() -> tuple[BayesNet, torch.nn.Sequential]:
-    torch.manual_seed(0)
-    bn = BayesNet()
-    bn.add("cloudy", cpd.Table([0.5, 0.5]))
-    bn.add("sprinkler", cpd.Table([[0.5, 0.5], [0.9, 0.1]], ["cloudy"]))
-    bn.add("rain", cpd.Table([[0.8, 0.2], [0.2, 0.8]], ["cloudy"]))
-    body = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Dropout(0.5), torch.nn.Tanh(), torch.nn.Linear(8, 2))
-    bn.add("wet", cpd.Neural(body, ["sprinkler", "rain"], 2))
-    return bn.eval(), body
+    return sprinkler_net(torch.nn.Dropout(0.5), torch.nn.Tanh())
 
 
 def test_a_replaced_layer_in_the_other_mode_is_named_as_a_change_not_a_mode_switch():

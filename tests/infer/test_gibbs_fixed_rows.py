@@ -79,3 +79,16 @@ def test_an_observed_plate_may_be_reordered_at_every_run():
         logits, _ = kernel.log_conditional(["mu"], {"mu": torch.tensor(0)})
         torch.testing.assert_close(logits.reshape(4).log_softmax(-1), exact)
     assert _run(_global_mean, Y)["mu"].shape == (40,)
+
+
+def test_indices_reshuffled_in_place_are_refused_too():
+    """One index tensor shuffled in place at every run (``perm.copy_(torch.randperm(N))``) is new indices too: the
+    chain keeps a copy of the setup's, not the tensor itself (it passed as ``value is rows``; REVIEWB, session 42)."""
+    perm = torch.arange(len(Y))
+
+    def reshuffled(y):
+        perm.copy_(torch.randperm(len(y)))
+        _local_states(y, perm)
+
+    with pytest.raises(ModelSpecError, match=r"Gibbs: plate 'rows' holds the latent site\(s\) \['z'\]"):
+        _run(reshuffled, Y)

@@ -66,3 +66,24 @@ def test_a_checkpoint_of_a_module_not_imported_resumes(tmp_path):
     with pytest.raises(CheckpointError, match=r"objective: checkpoint 'xml.dom.pulldom.Outer.LinearRegression'"):
         run(nested, max_steps=4)
     assert load_checkpoint(nested)["step"] == 2
+
+
+def test_namespace_packages_below_a_package_not_imported_are_found(tmp_path, monkeypatch):
+    """PEP 420: a folder without ``__init__.py`` (``ns_rb.team``, a package's ``data`` folder) is a module too.
+    ``PathFinder`` builds its ``_NamespacePath`` from the parent in ``sys.modules``: a raw ``KeyError`` escaped
+    ``is_module`` and the resume where the parent was not imported (REVIEWB, session 42)."""
+    (tmp_path / "ns_rb" / "team").mkdir(parents=True)
+    (tmp_path / "ns_rb" / "team" / "old.py").write_text("raise RuntimeError('imported')\n")
+    (tmp_path / "reg_rb" / "data").mkdir(parents=True)
+    (tmp_path / "reg_rb" / "__init__.py").write_text("raise RuntimeError('imported')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in ("ns_rb", "ns_rb.team", "ns_rb.team.old", "reg_rb.data"):
+        assert is_module(name), name
+    for name in ("ns_rb.team.gone", "ns_rb.team.old.Obj", "reg_rb.data.gone"):
+        assert not is_module(name), name
+    assert not [name for name in sys.modules if name.startswith(("ns_rb", "reg_rb"))]
+    ckpt = tmp_path / "r.pt"
+    run(ckpt, max_steps=2)
+    as_written_by_d83471e(ckpt, "ns_rb.team.old.LinearRegression")
+    _, result = run(ckpt, max_steps=4)
+    assert result.steps == 4 and not [name for name in sys.modules if name.startswith("ns_rb")]

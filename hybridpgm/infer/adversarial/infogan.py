@@ -20,9 +20,12 @@ latent variables:
         + \\lambda \\log q_\\eta(c \\mid G_\\theta(z, c))\\big],
 
 with :math:`q_\\eta(c \\mid x) = \\mathrm{Cat}(c_\\text{cat}; \\mathrm{softmax}\\,\\ell_\\eta(x))
-\\,\\mathcal N(c_\\text{cont}; \\mu_\\eta(x), I)`.  On digits the categorical
-code tends to pick up the digit class without any labels
-(:func:`hybridpgm.diagnostics.gan_metrics.clustering_accuracy` measures it).
+\\,\\mathcal N(c_\\text{cont}; \\mu_\\eta(x), I)`.  The categorical code is not
+promised to pick up a class: on digits (``load_dataset("digits")``, 10 classes) with MLP networks, batch 64 and
+2000 steps, its clustering accuracy of the test digits
+(:func:`hybridpgm.diagnostics.gan_metrics.clustering_accuracy`) was 0.28 +- 0.05 over 4 seeds, and 0.25 +- 0.05
+for a plain InfoGAN loop with the same networks; the adversarial game keeps the code's information low at that
+budget (the lower bound on its mutual information 0.0 to 1.8 nats of :math:`\\log 10 = 2.3`, by seed).
 
 References:
 
