@@ -6,7 +6,8 @@ storage; under :func:`torch.export.export` those reads fail deep inside the quer
 (``GuardOnDataDependentSymNode``, ``Cannot access data pointer of Tensor``, ``unhashable type: non-nested
 SymInt``).  :func:`export_refused` raises :class:`~hybridpgm.errors.UnsupportedQueryError` at the query's entry
 instead, naming the query and what works: :func:`torch.compile` (graph breaks at the reads) or eager calls.  Outside
-an export the wrapper costs one flag read (:func:`torch.compiler.is_exporting`).
+an export the wrapper costs one flag read (:func:`torch.compiler.is_exporting`; a torch release without it, such as
+2.5, gives no refusal: its own error stands).
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from hybridpgm.errors import UnsupportedQueryError
 
 __all__ = ["export_refused"]
 
+#: whether :func:`torch.export.export` is tracing (always False on a torch without the flag, such as 2.5)
+_exporting = getattr(torch.compiler, "is_exporting", lambda: False)
+
 F = TypeVar("F", bound=Callable)
 
 
@@ -32,7 +36,7 @@ def export_refused(query: str) -> Callable[[F], F]:
     def decorate(fn: F) -> F:
         @functools.wraps(fn)
         def refusing(*args, **kwargs):
-            if torch.compiler.is_exporting():
+            if _exporting():
                 raise UnsupportedQueryError(
                     f"{query} does not export with torch.export: it reads its evidence and table checks on the "
                     "host and keys caches by tensor storage, which an exported program cannot hold; compile it "
